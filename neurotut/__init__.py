@@ -1,0 +1,10 @@
+"""neurotut: 3D electron-microscopy neuron segmentation, end to end.
+
+Modules (axis order is always z, y, x; channels first):
+
+* :mod:`neurotut.config` - profile (quick/full), device, seeds, data directory
+* :mod:`neurotut.io` - HDF5 volume specs (``file.h5:dataset``), atomic writes
+* :mod:`neurotut.data` - dataset registry and downloads, stacks to HDF5, SNEMI3D loaders, synthetic data
+"""
+
+__version__ = "0.1.0"

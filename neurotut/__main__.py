@@ -1,0 +1,5 @@
+import sys
+
+from neurotut.cli import main
+
+sys.exit(main())

@@ -1,0 +1,47 @@
+"""Data: the dataset registry and downloads, stacks to HDF5, SNEMI3D loaders, synthetic volumes.
+
+Every loader returns ``(raw (Z, Y, X) uint8, labels (Z, Y, X) uint32, voxel size (z, y, x) nm)``.
+"""
+
+from neurotut.data.download import ChecksumError, fetch, fetch_files, fill_cache, is_cached
+from neurotut.data.registry import REGISTRY, Dataset, RemoteFile, get_dataset
+from neurotut.data.snemi3d import (
+    Volume,
+    load_snemi3d,
+    load_snemi3d_crop,
+    load_tutorial_volume,
+    train_val_split,
+)
+from neurotut.data.stacks import (
+    mean_std,
+    read_png_stack,
+    read_stack,
+    read_tiff_stack,
+    stack_to_h5,
+    write_png_stack,
+)
+from neurotut.data.synthetic import make_synthetic
+
+__all__ = [
+    "REGISTRY",
+    "ChecksumError",
+    "Dataset",
+    "RemoteFile",
+    "Volume",
+    "fetch",
+    "fetch_files",
+    "fill_cache",
+    "get_dataset",
+    "is_cached",
+    "load_snemi3d",
+    "load_snemi3d_crop",
+    "load_tutorial_volume",
+    "make_synthetic",
+    "mean_std",
+    "read_png_stack",
+    "read_stack",
+    "read_tiff_stack",
+    "stack_to_h5",
+    "train_val_split",
+    "write_png_stack",
+]

@@ -1,0 +1,71 @@
+"""``neurotut data ...``: list, fetch and fill-cache datasets; png-to-h5; mean-std."""
+
+from __future__ import annotations
+
+import argparse
+
+from neurotut import config
+from neurotut.data.download import dataset_dir, fetch, fill_cache, is_cached
+from neurotut.data.registry import REGISTRY
+from neurotut.data.stacks import mean_std, stack_to_h5
+
+
+def _list(args: argparse.Namespace) -> int:
+    print(f"data dir: {config.data_dir()}")
+    for name, ds in REGISTRY.items():
+        state = "cached" if is_cached(name) else "not cached"
+        print(f"{name:14s} {len(ds.files):4d} files  {state:10s}  {ds.description}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    paths = fetch(args.dataset, base_url=args.base_url)
+    print(f"{args.dataset}: {len(paths)} files verified in {dataset_dir(args.dataset)}")
+    return 0
+
+
+def _fill(args: argparse.Namespace) -> int:
+    copied = fill_cache(args.dataset, args.source)
+    print(f"{args.dataset}: copied {copied} verified files into {dataset_dir(args.dataset)}")
+    return 0
+
+
+def _png_to_h5(args: argparse.Namespace) -> int:
+    spec = stack_to_h5(args.source, args.output, kind=args.kind, overwrite=args.overwrite)
+    print(f"wrote {spec}")
+    return 0
+
+
+def _mean_std(args: argparse.Namespace) -> int:
+    mean, std = mean_std(args.volume)
+    print(f"Mean {mean:.3f}, Std {std:.3f}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="datasets: list, fetch, fill the cache, convert")
+    sub = parser.add_subparsers(dest="data_command", required=True)
+
+    p = sub.add_parser("list", help="registered datasets and whether they are cached")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("fetch", help="download a dataset into the cache, verifying checksums")
+    p.add_argument("dataset", choices=sorted(REGISTRY))
+    p.add_argument("--base-url", help="a mirror serving the files under their dataset names")
+    p.set_defaults(func=_fetch)
+
+    p = sub.add_parser("fill-cache", help="copy a dataset from a local folder into the cache (no network)")
+    p.add_argument("dataset", choices=sorted(REGISTRY))
+    p.add_argument("source", help="folder holding the dataset's files, e.g. images/0000.png ...")
+    p.set_defaults(func=_fill)
+
+    p = sub.add_parser("png-to-h5", help="a PNG folder or multi-page TIFF to an HDF5 dataset (gzip)")
+    p.add_argument("source", help="folder of PNG slices (sorted by name) or a .tif file")
+    p.add_argument("output", help="output as file.h5:dataset or file.h5@dataset (default dataset: raw)")
+    p.add_argument("--kind", choices=["raw", "labels"], default="raw")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=_png_to_h5)
+
+    p = sub.add_parser("mean-std", help="mean and standard deviation of an HDF5 volume (png_mean_std)")
+    p.add_argument("volume", help="file.h5:dataset")
+    p.set_defaults(func=_mean_std)

@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated data dir, a local HTTP server, the real crop when available."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+SHARED_CROP = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "snemi3d_ffn_windows"
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A fresh, empty NEUROTUT_DATA_DIR for one test."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("NEUROTUT_DATA_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """Serve a folder over HTTP on 127.0.0.1; yields (folder, base_url, request_log)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    log: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output clean; remember paths served
+            pass
+
+        def do_GET(self):
+            log.append(self.path)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}", log
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def shared_crop() -> Path:
+    """The local copy of the crop's files (a filled download cache), or a skip."""
+    if not SHARED_CROP.is_dir():
+        pytest.skip(f"no local copy of the SNEMI3D crop at {SHARED_CROP}")
+    return SHARED_CROP
+
+
+@pytest.fixture(scope="session")
+def real_crop():
+    """The real SNEMI3D crop (raw, labels, voxel size), or a skip saying why it is unavailable.
+
+    Uses the user's cache (NEUROTUT_DATA_DIR) and fetches into it when needed.
+    """
+    from neurotut.data import load_snemi3d_crop
+
+    try:
+        return load_snemi3d_crop(progress=False)
+    except (OSError, ValueError) as exc:
+        pytest.skip(f"real SNEMI3D crop unavailable (cache empty and download failed: {exc})")
