@@ -45,3 +45,38 @@ def test_split_is_80_20_along_z():
         train_val_split(volume, 1.0)
     with pytest.raises(ValueError):
         train_val_split(volume[:1], 0.5)
+
+
+def test_official_release_loader_unpacks_the_zip(http_root, data_dir, monkeypatch):
+    """load_snemi3d through the real fetch + unzip path, on a small archive of the same layout."""
+    import dataclasses
+    import hashlib
+    import zipfile
+
+    import tifffile
+
+    from neurotut.data import REGISTRY, RemoteFile, load_snemi3d
+
+    root, base, log = http_root
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (4, 16, 16), dtype=np.uint8)
+    test = rng.integers(0, 256, (4, 16, 16), dtype=np.uint8)
+    labels = rng.integers(0, 70000, (4, 16, 16)).astype(np.uint32)
+    for name, array in [("image/train-input.tif", train), ("seg/train-labels.tif", labels), ("image/test-input.tif", test)]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(root / name, array, photometric="minisblack")
+    with zipfile.ZipFile(root / "snemi.zip", "w") as zf:
+        for name in ("image/train-input.tif", "seg/train-labels.tif", "image/test-input.tif"):
+            zf.write(root / name, f"snemi/{name}")
+    md5 = hashlib.md5((root / "snemi.zip").read_bytes()).hexdigest()
+    fake = dataclasses.replace(REGISTRY["snemi3d"], files=(RemoteFile("snemi.zip", f"md5:{md5}", f"{base}/snemi.zip"),))
+    monkeypatch.setitem(REGISTRY, "snemi3d", fake)
+
+    raw, lab, voxel_size = load_snemi3d("train", progress=False)
+    assert np.array_equal(raw, train) and np.array_equal(lab, labels) and lab.dtype == np.uint32
+    assert voxel_size == (30.0, 6.0, 6.0)
+    raw_t, lab_t, _ = load_snemi3d("test", progress=False)
+    assert np.array_equal(raw_t, test) and not lab_t.any()
+    assert log == ["/snemi.zip"]  # downloaded once, unpacked once, then served from the cache
+    with pytest.raises(ValueError, match="train"):
+        load_snemi3d("validation")

@@ -34,11 +34,11 @@ def test_16bit_label_pngs_round_trip_as_uint32(tmp_path):
 
 
 def test_multipage_tiff_round_trips(tmp_path, volume):
-    tifffile.imwrite(tmp_path / "stack.tif", volume)
+    tifffile.imwrite(tmp_path / "stack.tif", volume, photometric="minisblack")
     stack_to_h5(tmp_path / "stack.tif", tmp_path / "t.h5", progress=False)  # default dataset raw
     assert np.array_equal(read_volume(tmp_path / "t.h5:raw"), volume)
     labels = (volume.astype(np.uint32) * 70000)
-    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    tifffile.imwrite(tmp_path / "labels.tif", labels, photometric="minisblack")
     assert np.array_equal(read_stack(tmp_path / "labels.tif", kind="labels"), labels)
 
 
