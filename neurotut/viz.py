@@ -96,7 +96,7 @@ def slice_animation(
     The figure is closed so that no extra still frame is shown.
     """
     n_panels = 1 if labels is None else 2
-    fig, axes = plt.subplots(1, n_panels, figsize=(size * n_panels, size), squeeze=False)
+    fig, axes = plt.subplots(1, n_panels, figsize=(size * n_panels, size), squeeze=False, constrained_layout=True)
     zs = list(range(0, raw.shape[0], step))
     images = []
     for i, ax in enumerate(axes[0]):

@@ -1,0 +1,130 @@
+"""The built book in a real browser (headless Chromium through Playwright).
+
+Runs against ``_build/html`` (or ``$NEUROTUT_BOOK_HTML``) after ``scripts/book.sh``. Without a built
+book, Chromium or Playwright the tests are skipped with the reason, unless
+``NEUROTUT_REQUIRE_BOOK=1`` (CI), where they fail instead. Screenshots of every page go to
+``_build/screenshots/``. External resources are blocked (no internet in CI); external links are
+checked separately by ``jupyter-book build . --builder linkcheck``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = Path(os.environ.get("NEUROTUT_BOOK_HTML", ROOT / "_build" / "html"))
+REPO = "https://colab.research.google.com/github/neurotut/neurotut/blob/main/"
+REQUIRED = os.environ.get("NEUROTUT_REQUIRE_BOOK") == "1"
+
+
+def _pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return pages
+
+
+def _unavailable(reason: str):
+    if REQUIRED:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (HTML / "index.html").is_file():
+        _unavailable(f"no built book at {HTML}; run scripts/book.sh first")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if executable is None:
+        _unavailable("no Chromium on this machine (Debian/Ubuntu: apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+def _open(browser, page_name: str):
+    path = HTML / f"{page_name}.html"
+    assert path.is_file(), f"{page_name} was not built"
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+
+    def on_console(msg):
+        url = (msg.location or {}).get("url", "")
+        if msg.type == "error" and not url.startswith("http"):
+            errors.append(f"{msg.text} ({url})")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
+               else route.abort())
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page, errors
+
+
+@pytest.mark.parametrize("page_name", _pages())
+def test_page(browser, page_name):
+    page, errors = _open(browser, page_name)
+    shots = HTML.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / f"{page_name.replace('/', '_')}.png"), full_page=True)
+
+    # no JavaScript errors from the page itself
+    failed_local = [e for e in errors if "Failed to load resource" not in e or "file://" in e]
+    assert not failed_local, failed_local
+
+    # every local image and figure loaded
+    images = page.evaluate(
+        "Array.from(document.images).filter(i => !i.src.startsWith('http'))"
+        ".map(i => [i.src.slice(0, 80), i.complete && i.naturalWidth > 0])"
+    )
+    broken = [src for src, ok in images if not ok]
+    assert not broken, f"images that did not load: {broken}"
+
+    # no cell output holds an error
+    outputs = page.eval_on_selector_all(".cell_output", "els => els.map(e => e.innerText)")
+    for text in outputs:
+        assert "Traceback (most recent call last)" not in text
+        assert "Error:" not in text.split("\n")[0]
+    assert page.locator(".cell_output .traceback, .cell_output .output.error").count() == 0
+
+    # internal links resolve to files of the built book
+    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+    for href in hrefs:
+        url = urlparse(href)
+        if url.scheme == "file":
+            target = Path(unquote(url.path))
+            assert target.exists(), f"{page_name}: broken internal link {href}"
+
+    if page_name.startswith("chapters/"):
+        colab = REPO + page_name + ".ipynb"
+        assert colab in hrefs, f"{page_name}: no Colab link to {colab}"
+        assert (ROOT / f"{page_name}.ipynb").is_file()
+    page.close()
+
+
+@pytest.mark.parametrize("page_name", [p for p in _pages() if p.startswith("chapters/")])
+def test_slice_players_respond(browser, page_name):
+    page, _ = _open(browser, page_name)
+    players = page.locator("div.animation")
+    for i in range(players.count()):
+        player = players.nth(i)
+        image = player.locator("img").first
+        before = image.get_attribute("src")
+        player.locator("button[title='Next frame']").click()
+        assert image.get_attribute("src") != before, f"{page_name}: slice player {i} did not move"
+    page.close()
