@@ -5,6 +5,8 @@ Modules (axis order is always z, y, x; channels first):
 * :mod:`neurotut.config` - profile (quick/full), device, seeds, data directory
 * :mod:`neurotut.io` - HDF5 volume specs (``file.h5:dataset``), atomic writes
 * :mod:`neurotut.data` - dataset registry and downloads, stacks to HDF5, SNEMI3D loaders, synthetic data
+* :mod:`neurotut.viz` - label colours, overlays, orthogonal views, slice animations
+* :mod:`neurotut.ffn` - Flood-Filling Networks: partitions, coordinates, model, training, inference
 """
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ import sys
 
 COMMAND_MODULES = [
     "neurotut.data.cli",
+    "neurotut.ffn.cli",
 ]
 
 

@@ -38,6 +38,26 @@ class Profile:
     synthetic_shape: tuple[int, int, int]
     #: fraction of z slices used for training (the rest is validation)
     train_fraction: float = 0.8
+    #: chapter 2 (affinity graphs): (Z, Y, X) crop of the tutorial volume that is turned into
+    #: affinities, degraded and agglomerated with waterz (None: the whole volume)
+    affinity_crop: tuple[int, int, int] | None = (40, 256, 256)
+    #: agglomeration thresholds swept with waterz (one pass visits them all), ascending
+    agglomeration_thresholds: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    #: chapter 3 (RevNet): (Z, Y, X) EM patch pushed through the reversible blocks
+    revnet_patch: tuple[int, int, int] = (8, 64, 64)
+    #: chapter 3: channels of the reversible stream (F and G each act on half of them)
+    revnet_channels: int = 16
+    #: chapter 3: numbers of blocks for the error-vs-depth and memory-vs-depth curves (ascending)
+    revnet_depths: tuple[int, ...] = (1, 2, 4, 8, 16)
+    #: chapter 3: Adam steps that train the blocks before the second invertibility check
+    revnet_train_steps: int = 40
+    #: chapter 7 (FFN preprocessing): local object mask radius (z, y, x) in voxels for
+    #: compute_partitions (the seed workflow used 24,24,24 on SNEMI3D)
+    ffn_lom_radius: tuple[int, int, int] = (24, 24, 24)
+    #: chapter 7: voxels (z, y, x) left out at every border before sampling centres (--margin)
+    ffn_margin: tuple[int, int, int] = (24, 24, 24)
+    #: chapter 7: balanced centres drawn to show what the sampler does
+    ffn_sample_count: int = 100_000
 
 
 PROFILES: dict[str, Profile] = {
@@ -46,12 +66,37 @@ PROFILES: dict[str, Profile] = {
         dataset="snemi3d-crop",
         data_crop=None,
         synthetic_shape=(40, 256, 256),
+        # chapter 2: 40 x 256 x 256 voxels keep each waterz sweep to a few seconds on 2 cores
+        affinity_crop=(40, 256, 256),
+        agglomeration_thresholds=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+        # chapter 3: a 16-channel stream on 8 x 64 x 64 voxels, up to 16 blocks, in seconds on a CPU
+        revnet_patch=(8, 64, 64),
+        revnet_channels=16,
+        revnet_depths=(1, 2, 4, 8, 16),
+        revnet_train_steps=40,
+        # chapter 7: the seed's radius and margin on the real crop (seconds on a CPU)
+        ffn_lom_radius=(24, 24, 24),
+        ffn_margin=(24, 24, 24),
+        ffn_sample_count=100_000,
     ),
     "full": Profile(
         name="full",
         dataset="snemi3d",
         data_crop=None,
         synthetic_shape=(100, 512, 512),
+        # chapter 2: the whole volume, thresholds every 0.05
+        affinity_crop=None,
+        agglomeration_thresholds=tuple(round(0.05 * i, 2) for i in range(1, 20)),
+        # chapter 3: the Superhuman training patch (18 x 160 x 160) at 32 channels (the stack
+        # invertibility check costs depth**2 block evaluations, in float64 too: keep 16 blocks)
+        revnet_patch=(18, 160, 160),
+        revnet_channels=32,
+        revnet_depths=(1, 2, 4, 8, 16),
+        revnet_train_steps=500,
+        # chapter 7: the same radius and margin on the whole volume, more draws
+        ffn_lom_radius=(24, 24, 24),
+        ffn_margin=(24, 24, 24),
+        ffn_sample_count=1_000_000,
     ),
 }
 
