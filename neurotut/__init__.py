@@ -5,6 +5,9 @@ Modules (axis order is always z, y, x; channels first):
 * :mod:`neurotut.config` - profile (quick/full), device, seeds, data directory
 * :mod:`neurotut.io` - HDF5 volume specs (``file.h5:dataset``), atomic writes
 * :mod:`neurotut.data` - dataset registry and downloads, stacks to HDF5, SNEMI3D loaders, synthetic data
+* :mod:`neurotut.affinity` - labels to affinity graphs (Superhuman offsets), masks, degradations
+* :mod:`neurotut.agglomerate` - watershed + agglomeration with waterz
+* :mod:`neurotut.metrics` - SNEMI3D adapted Rand error, VOI, boundary accuracy with its baseline
 * :mod:`neurotut.viz` - label colours, overlays, orthogonal views, slice animations
 * :mod:`neurotut.ffn` - Flood-Filling Networks: partitions, coordinates, model, training, inference
 """
