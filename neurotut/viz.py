@@ -118,3 +118,242 @@ def slice_animation(
     anim = animation.FuncAnimation(fig, update, frames=len(zs), interval=interval, blit=False)
     plt.close(fig)
     return anim
+
+
+# ------------------------------------------------------------------------------------------------
+# slice viewer: ipywidgets with a live kernel, a JavaScript player in the static book
+
+STATIC_ENV = "NEUROTUT_STATIC"
+
+
+def interactive_session() -> bool:
+    """True when a live Jupyter kernel with ipywidgets can drive a viewer.
+
+    False when building the static book (``$NEUROTUT_STATIC=1``, set by ``scripts/book.sh``),
+    outside IPython, or without ipywidgets.
+    """
+    import os
+
+    if os.environ.get(STATIC_ENV) == "1":
+        return False
+    try:
+        from IPython import get_ipython
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _panel_image(volume: np.ndarray, labels: np.ndarray | None, z: int, alpha: float) -> np.ndarray:
+    return volume[z] if labels is None else overlay(volume[z], labels[z], alpha)
+
+
+def slice_viewer(
+    raw: np.ndarray,
+    panels: dict[str, np.ndarray | None] | None = None,
+    voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0),
+    size: float = 4.0,
+    static_step: int = 4,
+    interactive: bool | None = None,
+):
+    """Scroll through ``raw`` (Z, Y, X) with side-by-side panels of label overlays.
+
+    ``panels`` maps a title to labels (Z, Y, X) drawn over ``raw``, or to None for the bare image;
+    default: the bare image only. Label colours are the same in every panel. With a live kernel
+    (``interactive`` None: :func:`interactive_session`) this returns an ipywidgets viewer with a z
+    slider and an opacity slider; otherwise an HTML player (every ``static_step``-th slice) that
+    works in the static book.
+    """
+    panels = {"EM": None} if not panels else dict(panels)
+    for name, lab in panels.items():
+        if lab is not None and lab.shape != raw.shape:
+            raise ValueError(f"panel {name!r} has shape {lab.shape}, the image {raw.shape}")
+    interactive = interactive_session() if interactive is None else interactive
+    extent = extent_nm(raw.shape[1:], voxel_size[1:])
+    if not interactive:
+        from IPython.display import HTML
+
+        fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False,
+                                 constrained_layout=True)
+        zs = list(range(0, raw.shape[0], static_step))
+        images = []
+        for ax, (name, lab) in zip(axes[0], panels.items()):
+            images.append(ax.imshow(_panel_image(raw, lab, zs[0], 0.45), cmap="gray", extent=extent))
+            ax.set(title=name, xlabel="x (nm)", ylabel="y (nm)")
+        title = fig.suptitle("")
+
+        def update(k: int):
+            for image, lab in zip(images, panels.values()):
+                image.set_data(_panel_image(raw, lab, zs[k], 0.45))
+            title.set_text(f"z = {zs[k]} ({zs[k] * voxel_size[0]:.0f} nm)")
+            return images
+
+        update(0)
+        anim = animation.FuncAnimation(fig, update, frames=len(zs), interval=200)
+        plt.close(fig)
+        return HTML(anim.to_jshtml())
+
+    import ipywidgets as widgets
+
+    z_slider = widgets.IntSlider(value=raw.shape[0] // 2, min=0, max=raw.shape[0] - 1, description="z")
+    alpha_slider = widgets.FloatSlider(value=0.45, min=0.0, max=1.0, step=0.05, description="opacity")
+    out = widgets.Output()
+
+    def draw(*_):
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False,
+                                     constrained_layout=True)
+            for ax, (name, lab) in zip(axes[0], panels.items()):
+                ax.imshow(_panel_image(raw, lab, z_slider.value, alpha_slider.value), cmap="gray", extent=extent)
+                ax.set(title=f"{name}, z = {z_slider.value}", xlabel="x (nm)", ylabel="y (nm)")
+            plt.show()
+
+    z_slider.observe(draw, "value")
+    alpha_slider.observe(draw, "value")
+    draw()
+    return widgets.VBox([widgets.HBox([z_slider, alpha_slider]), out])
+
+
+def orthogonal_views(
+    raw: np.ndarray,
+    labels: np.ndarray | None = None,
+    point: tuple[int, int, int] | None = None,
+    voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0),
+    size: float = 4.0,
+):
+    """xy, xz and yz planes through ``point`` (z, y, x; default the centre), in nm. Returns the figure."""
+    point = tuple(s // 2 for s in raw.shape) if point is None else point
+    fig, axes = plt.subplots(1, 3, figsize=(3 * size, size), constrained_layout=True)
+    for ax, plane, index in zip(axes, ("xy", "xz", "yz"), (point[0], point[1], point[2])):
+        show_plane(ax, raw, index, plane, voxel_size, labels)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# 3D views and error maps
+
+
+def segment_meshes(
+    labels: np.ndarray,
+    ids: list[int],
+    voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0),
+    step: int = 2,
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Surface meshes of the given segment ids by marching cubes.
+
+    Returns ``{id: (vertices (V, 3) float32 in nm as z, y, x, faces (F, 3) int)}``; ``step`` > 1
+    coarsens the mesh. Segments absent from ``labels`` are skipped.
+    """
+    from skimage.measure import marching_cubes
+
+    meshes = {}
+    for i in ids:
+        mask = labels == i
+        if not mask.any():
+            continue
+        zz, yy, xx = np.nonzero(mask)
+        lo = np.maximum([zz.min() - 1, yy.min() - 1, xx.min() - 1], 0)
+        hi = [zz.max() + 2, yy.max() + 2, xx.max() + 2]
+        sub = np.pad(mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], 1).astype(np.float32)
+        verts, faces, _, _ = marching_cubes(sub, 0.5, spacing=tuple(float(v) for v in voxel_size), step_size=step)
+        verts += (lo - 1) * np.asarray(voxel_size)
+        meshes[int(i)] = (verts.astype(np.float32), faces)
+    return meshes
+
+
+def render_segments_3d(
+    labels: np.ndarray,
+    ids: list[int],
+    voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0),
+    ax=None,
+    step: int = 2,
+    elev: float = 20.0,
+    azim: float = -60.0,
+):
+    """Draw the surfaces of segments ``ids`` in 3D (matplotlib, renders in the static book).
+
+    Colours match :func:`colorize`. Axes are x, y, z in micrometres. Returns the axes.
+    """
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    if ax is None:
+        fig = plt.figure(figsize=(7, 6))
+        ax = fig.add_subplot(projection="3d")
+    meshes = segment_meshes(labels, ids, voxel_size, step)
+    light = np.array([0.4, -0.5, 0.77])
+    light /= np.linalg.norm(light)
+    for i, (verts, faces) in meshes.items():
+        xyz = verts[:, ::-1] / 1000.0  # z, y, x nm -> x, y, z um
+        triangles = xyz[faces]
+        normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
+        shade = 0.35 + 0.65 * np.abs(normals @ light)  # simple diffuse lighting
+        colour = colorize(np.array([i]))[0]
+        ax.add_collection3d(Poly3DCollection(triangles, facecolors=shade[:, None] * colour, edgecolor="none"))
+    extent = np.asarray(labels.shape)[::-1] * np.asarray(voxel_size)[::-1] / 1000.0
+    ax.set_xlim(0, extent[0])
+    ax.set_ylim(0, extent[1])
+    ax.set_zlim(0, extent[2])
+    ax.set_box_aspect(extent)
+    ax.set_xlabel("x (um)")
+    ax.set_ylabel("y (um)")
+    ax.set_zlabel("z (um)")
+    ax.view_init(elev=elev, azim=azim)
+    return ax
+
+
+def error_masks(
+    gt: np.ndarray, pred: np.ndarray, min_overlap: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels of split and merge errors of ``pred`` against ``gt`` (same shape, integer ids).
+
+    A ground-truth object is *split* when more than one predicted segment covers at least
+    ``min_overlap`` of its voxels; its voxels outside its largest segment are split errors. A
+    predicted segment is a *merge* when it covers at least ``min_overlap`` voxels of more than one
+    ground-truth object; its voxels outside its main object are merge errors. Ground-truth 0 is
+    ignored. Returns two (Z, Y, X) bool masks.
+    """
+    if gt.shape != pred.shape:
+        raise ValueError(f"gt {gt.shape} and pred {pred.shape} differ in shape")
+    fg = gt != 0
+    g = np.unique(gt[fg], return_inverse=True)[1].astype(np.uint64).ravel()
+    p = np.unique(pred[fg], return_inverse=True)[1].astype(np.uint64).ravel()
+    p_zero = np.unique(pred[fg])[:1]
+    keys, inverse, counts = np.unique((g << np.uint64(32)) | p, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    pg, pp = keys >> np.uint64(32), keys & np.uint64(0xFFFFFFFF)
+    big = counts >= min_overlap
+
+    def off_main(key: np.ndarray) -> np.ndarray:
+        """Per pair: True when its key has more than one big pair and it is not the key's largest."""
+        order = np.lexsort((-counts, key))
+        first = np.ones(len(key), bool)
+        first[1:] = key[order][1:] != key[order][:-1]
+        is_main = np.zeros(len(key), bool)
+        is_main[order[first]] = True
+        multi_keys, n_big = np.unique(key[big], return_counts=True)
+        return np.isin(key, multi_keys[n_big > 1]) & ~is_main
+
+    split_pair = off_main(pg)
+    pred_is_zero = (pp == 0) & (p_zero.size > 0 and p_zero[0] == 0)
+    merge_pair = off_main(pp) & ~pred_is_zero
+    split = np.zeros(gt.shape, bool)
+    merge = np.zeros(gt.shape, bool)
+    split[fg] = split_pair[inverse]
+    merge[fg] = merge_pair[inverse]
+    return split, merge
+
+
+def show_errors(ax: Axes, raw: np.ndarray, gt: np.ndarray, pred: np.ndarray, z: int,
+                voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0), min_overlap: int = 100,
+                title: str | None = None) -> None:
+    """Slice ``z`` of the EM with split errors in blue and merge errors in red."""
+    split, merge = error_masks(gt, pred, min_overlap)
+    grey = np.repeat((raw[z].astype(np.float32) / 255.0)[..., None], 3, axis=-1)
+    rgb = grey.copy()
+    rgb[split[z]] = 0.5 * grey[split[z]] + 0.5 * np.array([0.1, 0.4, 1.0])
+    rgb[merge[z]] = 0.5 * grey[merge[z]] + 0.5 * np.array([1.0, 0.15, 0.1])
+    ax.imshow(rgb, extent=extent_nm(raw.shape[1:], voxel_size[1:]))
+    ax.set(xlabel="x (nm)", ylabel="y (nm)", title=title or f"z = {z}: splits (blue), merges (red)")
