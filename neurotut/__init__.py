@@ -8,6 +8,8 @@ Modules (axis order is always z, y, x; channels first):
 * :mod:`neurotut.affinity` - labels to affinity graphs (Superhuman offsets), masks, degradations
 * :mod:`neurotut.agglomerate` - watershed + agglomeration with waterz
 * :mod:`neurotut.metrics` - SNEMI3D adapted Rand error, VOI, boundary accuracy with its baseline
+* :mod:`neurotut.models` - RSUNet and reversible (RevNet) blocks
+* :mod:`neurotut.memory` - what a training step keeps for backward (bytes saved, CUDA peak)
 * :mod:`neurotut.viz` - label colours, overlays, orthogonal views, slice animations
 * :mod:`neurotut.ffn` - Flood-Filling Networks: partitions, coordinates, model, training, inference
 """

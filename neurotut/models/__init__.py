@@ -1,0 +1,5 @@
+"""Neural network models for 3D EM segmentation (channels first, axes z, y, x).
+
+* :mod:`neurotut.models.reversible` - additive-coupling reversible blocks (RevNet) and a reversible
+  sequence whose backward pass reconstructs activations instead of storing them
+"""
