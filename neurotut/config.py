@@ -38,19 +38,51 @@ class Profile:
     synthetic_shape: tuple[int, int, int]
     #: fraction of z slices used for training (the rest is validation)
     train_fraction: float = 0.8
+    #: chapters 4-6 (RSUNet): channels per scale, finest first (the paper: 28, 36, 48, 64, 80)
+    unet_widths: tuple[int, ...] = (8, 12, 16, 24, 32)
+    #: chapter 4: (Z, Y, X) training patch (y, x multiples of 16) and patches per Adam step
+    unet_patch: tuple[int, int, int] = (8, 64, 64)
+    unet_batch: int = 4
+    #: chapter 4: Adam steps and learning rate of the training run
+    unet_steps: int = 80
+    unet_lr: float = 1e-2
+    #: chapter 4: probability of each simulated defect per patch (misalignment, missing section,
+    #: blur); the Superhuman recipe applies each with probability 0.7
+    unet_defect_prob: float = 0.1
+    #: chapter 4: steps between validations, number of fixed validation patches, and the
+    #: (Z, Y, X) centre crop of the validation slices segmented for the validation ARAND
+    unet_val_every: int = 20
+    unet_val_patches: int = 4
+    unet_val_crop: tuple[int, int, int] | None = (8, 256, 256)
+    #: chapter 4: steps between checkpoints
+    unet_checkpoint_every: int = 100
+    #: chapter 6: (Z, Y, X) centre crop of the validation slices predicted and segmented (None:
+    #: all of them), the sliding window, and the training steps used when chapter 4's
+    #: checkpoint is missing (the chapter runs alone)
+    unet_segment_crop: tuple[int, int, int] | None = (20, 256, 256)
+    unet_predict_window: tuple[int, int, int] = (20, 128, 128)
+    unet_fallback_steps: int = 80
+    #: chapter 5 (base vs reversible, the seed's Table 1): depths n, Adam steps per model for
+    #: the accuracy column, patch and batch of the memory/time/accuracy runs
+    table1_depths: tuple[int, ...] = (1, 2, 3, 4)
+    table1_steps: int = 20
+    #: chapter 5: depths n of the reversible networks whose accuracy is measured (with base n=1)
+    table1_train_depths: tuple[int, ...] = (1, 2)
+    table1_patch: tuple[int, int, int] = (8, 64, 64)
+    table1_batch: int = 2
     #: chapter 2 (affinity graphs): (Z, Y, X) crop of the tutorial volume that is turned into
     #: affinities, degraded and agglomerated with waterz (None: the whole volume)
     affinity_crop: tuple[int, int, int] | None = (40, 256, 256)
     #: agglomeration thresholds swept with waterz (one pass visits them all), ascending
     agglomeration_thresholds: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     #: chapter 3 (RevNet): (Z, Y, X) EM patch pushed through the reversible blocks
-    revnet_patch: tuple[int, int, int] = (8, 64, 64)
+    revnet_patch: tuple[int, int, int] = (8, 48, 48)
     #: chapter 3: channels of the reversible stream (F and G each act on half of them)
     revnet_channels: int = 16
     #: chapter 3: numbers of blocks for the error-vs-depth and memory-vs-depth curves (ascending)
-    revnet_depths: tuple[int, ...] = (1, 2, 4, 8, 16)
+    revnet_depths: tuple[int, ...] = (1, 2, 4, 8)
     #: chapter 3: Adam steps that train the blocks before the second invertibility check
-    revnet_train_steps: int = 40
+    revnet_train_steps: int = 20
     #: chapter 7 (FFN preprocessing): local object mask radius (z, y, x) in voxels for
     #: compute_partitions (the seed workflow used 24,24,24 on SNEMI3D)
     ffn_lom_radius: tuple[int, int, int] = (24, 24, 24)
@@ -58,6 +90,28 @@ class Profile:
     ffn_margin: tuple[int, int, int] = (24, 24, 24)
     #: chapter 7: balanced centres drawn to show what the sampler does
     ffn_sample_count: int = 100_000
+    #: chapter 8 (FFN training): ConvStack3D depth (the SNEMI3D model of the seed: 9)
+    ffn_depth: int = 9
+    #: chapter 8: field of view (z, y, x) in voxels (the seed's 33,33,17 in x,y,z)
+    ffn_fov_size: tuple[int, int, int] = (17, 33, 33)
+    #: chapter 8: FOV move step (z, y, x) in voxels (the seed's 8,8,4 in x,y,z)
+    ffn_deltas: tuple[int, int, int] = (4, 8, 8)
+    #: chapter 8: example streams per optimiser step (the original: 4)
+    ffn_batch_size: int = 4
+    #: chapter 8: optimiser ("sgd" or "adam") and learning rate (the original: sgd, 0.001)
+    ffn_optimizer: str = "sgd"
+    ffn_learning_rate: float = 1e-3
+    #: chapter 8: optimiser steps of the chapter's training run
+    ffn_train_steps: int = 10_000
+    #: chapter 8: steps between training summaries (loss, precision, recall, F1)
+    ffn_summary_every: int = 100
+    #: chapter 9 (FFN inference): (Z, Y, X) crop of the validation slices that is flood-filled
+    #: (None: all of them)
+    ffn_inference_crop: tuple[int, int, int] | None = None
+    #: chapter 9: (z, y, x) corner of that crop inside the validation slices
+    ffn_inference_offset: tuple[int, int, int] = (0, 0, 0)
+    #: chapter 9: training steps when chapter 8's checkpoint is missing (the chapter runs alone)
+    ffn_inference_fallback_steps: int = 20_000
 
 
 PROFILES: dict[str, Profile] = {
@@ -66,29 +120,89 @@ PROFILES: dict[str, Profile] = {
         dataset="snemi3d-crop",
         data_crop=None,
         synthetic_shape=(40, 256, 256),
+        # chapters 4-6: a narrow RSUNet (same layout) on 8 x 64 x 64 patches trains for about a
+        # minute on 2 CPU cores; batch 4 keeps PyTorch's CPU convolutions on their fast path
+        unet_widths=(8, 12, 16, 24, 32),
+        unet_patch=(8, 64, 64),
+        unet_batch=4,
+        unet_steps=80,
+        # a large step and few defects: what learns fastest in 80 steps (lr 1e-3 was too slow)
+        unet_lr=1e-2,
+        unet_defect_prob=0.1,
+        unet_val_every=20,
+        unet_val_patches=4,
+        unet_val_crop=(8, 256, 256),
+        unet_checkpoint_every=100,
+        unet_segment_crop=(20, 256, 256),
+        unet_predict_window=(20, 128, 128),
+        unet_fallback_steps=80,
+        # chapter 5: twelve networks measured in seconds each; 20 steps only give the accuracy of
+        # a barely trained network (the full profile trains properly)
+        table1_depths=(1, 2, 3, 4),
+        table1_steps=20,
+        table1_train_depths=(1, 2),
+        table1_patch=(8, 64, 64),
+        table1_batch=2,
         # chapter 2: 40 x 256 x 256 voxels keep each waterz sweep to a few seconds on 2 cores
         affinity_crop=(40, 256, 256),
         agglomeration_thresholds=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-        # chapter 3: a 16-channel stream on 8 x 64 x 64 voxels, up to 16 blocks, in seconds on a CPU
-        revnet_patch=(8, 64, 64),
+        # chapter 3: a 16-channel stream on 8 x 48 x 48 voxels and up to 8 blocks keep the chapter
+        # near a minute on 2 cores (a 3x3x3 conv step costs ~0.1 s per block there)
+        revnet_patch=(8, 48, 48),
         revnet_channels=16,
-        revnet_depths=(1, 2, 4, 8, 16),
-        revnet_train_steps=40,
+        revnet_depths=(1, 2, 4, 8),
+        revnet_train_steps=20,
         # chapter 7: the seed's radius and margin on the real crop (seconds on a CPU)
         ffn_lom_radius=(24, 24, 24),
         ffn_margin=(24, 24, 24),
         ffn_sample_count=100_000,
+        # chapter 8: a smaller network and FOV (same code) so that a CPU run of about a minute
+        # learns something; Adam instead of the original's SGD because SGD needs ~1e6 steps
+        ffn_depth=4,
+        ffn_fov_size=(9, 17, 17),
+        ffn_deltas=(2, 4, 4),
+        ffn_batch_size=4,
+        ffn_optimizer="adam",
+        ffn_learning_rate=5e-4,
+        ffn_train_steps=400,
+        ffn_summary_every=40,
+        # chapter 9: an FFN needs about one network step per (2 x 4 x 4)-voxel cell of every
+        # object: 16 x 80 x 80 voxels of the validation slices are ~1000 steps, under a minute on
+        # 2 CPU cores; without chapter 8's network, 60 training steps (about a minute)
+        ffn_inference_crop=(16, 80, 80),
+        ffn_inference_offset=(0, 0, 400),  # 13 objects, none larger than 12 % of the block
+        ffn_inference_fallback_steps=60,
     ),
     "full": Profile(
         name="full",
         dataset="snemi3d",
         data_crop=None,
         synthetic_shape=(100, 512, 512),
+        # chapters 4-6: the paper's network and patch (Lee et al. 2017) on one GPU
+        unet_widths=(28, 36, 48, 64, 80),
+        unet_patch=(18, 160, 160),
+        unet_batch=1,
+        unet_steps=100_000,
+        unet_lr=1e-3,
+        unet_defect_prob=0.5,
+        unet_val_every=1000,
+        unet_val_patches=16,
+        unet_val_crop=(20, 512, 512),
+        unet_checkpoint_every=5000,
+        unet_segment_crop=None,
+        unet_predict_window=(18, 160, 160),
+        unet_fallback_steps=20_000,
+        # chapter 5: the seed's comparison, same budget for every network
+        table1_depths=(1, 2, 3, 4),
+        table1_steps=20_000,
+        table1_train_depths=(1, 2, 3, 4),
+        table1_patch=(18, 160, 160),
+        table1_batch=1,
         # chapter 2: the whole volume, thresholds every 0.05
         affinity_crop=None,
         agglomeration_thresholds=tuple(round(0.05 * i, 2) for i in range(1, 20)),
-        # chapter 3: the Superhuman training patch (18 x 160 x 160) at 32 channels (the stack
-        # invertibility check costs depth**2 block evaluations, in float64 too: keep 16 blocks)
+        # chapter 3: the Superhuman training patch (18 x 160 x 160) at 32 channels, up to 16
+        # blocks (the invertibility checks also run in float64, which is slow on most GPUs)
         revnet_patch=(18, 160, 160),
         revnet_channels=32,
         revnet_depths=(1, 2, 4, 8, 16),
@@ -97,6 +211,20 @@ PROFILES: dict[str, Profile] = {
         ffn_lom_radius=(24, 24, 24),
         ffn_margin=(24, 24, 24),
         ffn_sample_count=1_000_000,
+        # chapter 8: the seed's SNEMI3D model and optimiser (SGD, lr 0.001, clipping 0.7) with
+        # batch 16 on the GPU; 200k steps = 3.2M FOVs, the original's 800k steps at batch 4
+        ffn_depth=9,
+        ffn_fov_size=(17, 33, 33),
+        ffn_deltas=(4, 8, 8),
+        ffn_batch_size=16,
+        ffn_optimizer="sgd",
+        ffn_learning_rate=1e-3,
+        ffn_train_steps=200_000,
+        ffn_summary_every=2000,
+        # chapter 9: all validation slices; a fallback training of 20k steps on the GPU
+        ffn_inference_crop=None,
+        ffn_inference_offset=(0, 0, 0),
+        ffn_inference_fallback_steps=20_000,
     ),
 }
 

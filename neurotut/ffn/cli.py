@@ -252,3 +252,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_guard(run_coordinates))
+
+    from neurotut.ffn.train_cli import register_train
+
+    register_train(steps)  # neurotut ffn train (train.py)
+

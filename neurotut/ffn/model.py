@@ -1,0 +1,200 @@
+"""The Flood-Filling Network: google/ffn's ``ConvStack3DFFNModel`` in PyTorch.
+
+The network sees two channels of the same (Z, Y, X) field of view (FOV): the normalised EM image
+and the current object mask ("seed", "POM") in **logit** space. It predicts a correction that is
+**added** to the input seed logits, so its output is the updated object mask, again as logits:
+
+    conv0_a (3x3x3, 2 -> F, ReLU) -> conv0_b (3x3x3, F -> F, linear)
+    -> (depth - 1) pre-activation residual modules:  x + conv(ReLU(conv(ReLU(x))))   (2nd conv linear)
+    -> ReLU -> conv_lom (1x1x1, F -> 1, linear)
+    logits = seed + conv_lom(...)
+
+All 3x3x3 convolutions use zero ("SAME") padding, stride 1 and a bias; there is no normalisation,
+pooling or dropout, and input, seed and output have the same size. Weights are Glorot-uniform and
+biases zero, the tf-slim default the original uses. With F = 32 features the model has 472,353
+parameters at depth 9 and 638,433 at depth 12, exactly as the original.
+
+Conventions: tensors are ``(B, C, Z, Y, X)``; ``fov_size`` and ``deltas`` are stored z, y, x here.
+The original's ``model_args`` give them x, y, z: convert once with :func:`model_args_to_zyx`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def _triple(values: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    if isinstance(values, int):
+        values = (values, values, values)
+    out = tuple(int(v) for v in values)
+    if len(out) != 3:
+        raise ValueError(f"{name} needs 3 values (z, y, x), got {values!r}")
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class FFNModelConfig:
+    """Architecture of a ConvStack3D FFN. Sizes are (z, y, x) voxels.
+
+    ``fov_size`` must be odd on every axis (the FOV has a centre voxel); ``deltas`` (the step of a
+    field-of-view move) must be non-negative and smaller than half the FOV.
+    """
+
+    depth: int = 9
+    fov_size: tuple[int, int, int] = (17, 33, 33)
+    deltas: tuple[int, int, int] = (4, 8, 8)
+    features: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fov_size", _triple(self.fov_size, "fov_size"))
+        object.__setattr__(self, "deltas", _triple(self.deltas, "deltas"))
+        if self.depth < 1:
+            raise ValueError(f"depth must be at least 1, got {self.depth}")
+        if self.features < 1:
+            raise ValueError(f"features must be at least 1, got {self.features}")
+        if any(s < 1 or s % 2 == 0 for s in self.fov_size):
+            raise ValueError(f"fov_size (z, y, x) must be odd and positive, got {self.fov_size}")
+        if any(d < 0 or d > s // 2 for d, s in zip(self.deltas, self.fov_size)):
+            raise ValueError(
+                f"deltas (z, y, x) = {self.deltas} must be between 0 and half the FOV "
+                f"{self.fov_size} (a move must keep the old centre inside the new FOV)"
+            )
+
+    def as_dict(self) -> dict:
+        """Plain types (lists), z, y, x; what checkpoints store."""
+        return {
+            "depth": self.depth,
+            "fov_size": list(self.fov_size),
+            "deltas": list(self.deltas),
+            "features": self.features,
+        }
+
+
+def model_args_to_zyx(model_args: Mapping) -> FFNModelConfig:
+    """The original's ``--model_args`` (``fov_size`` and ``deltas`` in **x, y, z**) -> config (z, y, x).
+
+    ``{"depth": 9, "fov_size": [33, 33, 17], "deltas": [8, 8, 4]}`` gives fov (17, 33, 33) and
+    deltas (4, 8, 8). Unknown keys raise ValueError.
+    """
+    known = {"depth", "fov_size", "deltas", "features"}
+    unknown = set(model_args) - known
+    if unknown:
+        raise ValueError(f"unknown model_args {sorted(unknown)}; known: {sorted(known)}")
+    kwargs: dict = {}
+    if "depth" in model_args:
+        kwargs["depth"] = int(model_args["depth"])
+    if "features" in model_args:
+        kwargs["features"] = int(model_args["features"])
+    for key in ("fov_size", "deltas"):
+        if key in model_args:
+            kwargs[key] = tuple(_triple(model_args[key], key))[::-1]
+    return FFNModelConfig(**kwargs)
+
+
+def shifts(deltas: Sequence[int]) -> list[tuple[int, int, int]]:
+    """The 26 FOV moves: every non-zero combination of {-d, 0, +d} per axis (diagonals included).
+
+    ``deltas`` (z, y, x); returns (dz, dy, dx) tuples in a fixed (lexicographic) order. An axis
+    with delta 0 contributes no moves, so duplicates are dropped.
+    """
+    dz, dy, dx = _triple(deltas, "deltas")
+    out: list[tuple[int, int, int]] = []
+    for move in itertools.product((-dz, 0, dz), (-dy, 0, dy), (-dx, 0, dx)):
+        if move != (0, 0, 0) and move not in out:
+            out.append(move)
+    return out
+
+
+def receptive_field(depth: int) -> int:
+    """Receptive field (voxels per axis) of a depth-``depth`` stack: 2 * depth 3x3x3 convs."""
+    return 1 + 2 * (2 * depth)
+
+
+class ResidualModule(nn.Module):
+    """Pre-activation residual module: ``x + conv_b(ReLU(conv_a(ReLU(x))))``, conv_b linear."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.conv_a = nn.Conv3d(features, features, 3, padding=1)
+        self.conv_b = nn.Conv3d(features, features, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv_a(torch.relu(x))
+        y = self.conv_b(torch.relu(y))
+        return x + y
+
+
+class ConvStack3DFFN(nn.Module):
+    """The FFN network. ``forward(image, seed)`` with both ``(B, 1, Z, Y, X)`` float32 returns the
+    updated object-mask logits ``(B, 1, Z, Y, X)`` float32 (``seed + correction``).
+
+    The model is fully convolutional; ``config.fov_size`` is the size it is trained and run at.
+    """
+
+    def __init__(self, config: FFNModelConfig | None = None, **kwargs):
+        super().__init__()
+        if config is None:
+            config = FFNModelConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a config or keyword arguments, not both")
+        self.config = config
+        f = config.features
+        self.conv0_a = nn.Conv3d(2, f, 3, padding=1)
+        self.conv0_b = nn.Conv3d(f, f, 3, padding=1)
+        self.residual = nn.ModuleList(ResidualModule(f) for _ in range(config.depth - 1))
+        self.conv_lom = nn.Conv3d(f, 1, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot-uniform weights and zero biases (the tf-slim default of the original)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def fov_size(self) -> tuple[int, int, int]:
+        return self.config.fov_size
+
+    @property
+    def deltas(self) -> tuple[int, int, int]:
+        return self.config.deltas
+
+    def correction(self, image: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+        """The stack's output alone, ``(B, 1, Z, Y, X)``, before it is added to the seed."""
+        x = torch.cat([image, seed], dim=1)
+        x = torch.relu(self.conv0_a(x))
+        x = self.conv0_b(x)
+        for module in self.residual:
+            x = module(x)
+        return self.conv_lom(torch.relu(x))
+
+    def forward(self, image: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+        if image.ndim != 5 or image.shape[1] != 1 or image.shape != seed.shape:
+            raise ValueError(
+                "image and seed must both be (B, 1, Z, Y, X) of the same shape, got "
+                f"{tuple(image.shape)} and {tuple(seed.shape)}"
+            )
+        # the additive update; under autocast the correction may be low precision, the sum is not
+        return seed + self.correction(image, seed).to(seed.dtype)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def parameter_table(model: ConvStack3DFFN) -> list[tuple[str, str, tuple[int, ...], int]]:
+    """One row per convolution: (name, kernel as text, weight shape, parameters incl. bias)."""
+    rows = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv3d):
+            k = "x".join(str(s) for s in m.kernel_size)
+            n = m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+            rows.append((name, k, tuple(m.weight.shape), n))
+    return rows
