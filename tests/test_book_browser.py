@@ -95,11 +95,10 @@ def test_page(browser, page_name):
     broken = [src for src, ok in images if not ok]
     assert not broken, f"images that did not load: {broken}"
 
-    # no cell output holds an error
+    # no cell output holds an error (a message a cell catches and prints on purpose is fine)
     outputs = page.eval_on_selector_all(".cell_output", "els => els.map(e => e.innerText)")
     for text in outputs:
         assert "Traceback (most recent call last)" not in text
-        assert "Error:" not in text.split("\n")[0]
     assert page.locator(".cell_output .traceback, .cell_output .output.error").count() == 0
 
     # internal links resolve to files of the built book

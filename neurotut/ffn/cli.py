@@ -253,6 +253,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_guard(run_coordinates))
 
+    from neurotut.ffn.inference import register_cli as register_inference
+
+    register_inference(steps)  # neurotut ffn inference (run_inference.py)
+
     from neurotut.ffn.train_cli import register_train
 
     register_train(steps)  # neurotut ffn train (train.py)
