@@ -104,7 +104,7 @@ class InferenceOptions:
     segment_threshold: float = 0.6
     #: fewer free voxels than this: the object is rejected
     min_segment_size: int = 1000
-    #: > 0: re-run the network at a position until the mean |change of probability| is below it
+    #: > 0: re-run the network at a position until the mean absolute change of probability is below it
     consistency_threshold: float = 0.0
     #: >= 0: the disconnected-seed bias is applied when the share of the FOV at or above the move
     #: threshold exceeds this (0 = on for any move); < 0 switches it off
