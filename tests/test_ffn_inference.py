@@ -241,6 +241,24 @@ def test_segment_at_grows_a_box_and_stops_at_its_faces():
     assert len(cells) == len(steps)  # never two steps on one cell of the delta grid
 
 
+def test_flood_recorder_starts_from_the_seed_alone_and_ends_with_the_final_state():
+    from neurotut.ffn.inference import FloodRecorder, logit
+
+    shape = (9, 40, 40)
+    box = np.zeros(shape, bool)
+    box[2:7, 8:30, 6:34] = True
+    canvas = Canvas(index_image(shape), IndexOracle([box]), FOV, DELTAS)
+    recorder = FloodRecorder(z=4, every=3)
+    n = canvas.segment_at((4, 18, 20), callback=recorder)
+    frames = recorder.finish()
+    assert frames[0].step == 0 and frames[0].visited.shape == (0, 3)
+    assert np.count_nonzero(~np.isnan(frames[0].plane)) == 1
+    assert frames[0].plane[18, 20] == np.float32(logit(canvas.options.init_activation))
+    assert frames[1].step == 1 and frames[-1].step == n
+    assert np.array_equal(frames[-1].plane, canvas.seed[4], equal_nan=True)
+    assert [f.step for f in frames[2:-1]] == list(range(3, n, 3))
+
+
 # ---------------------------------------------------------------------------------------------
 # the subvolume
 

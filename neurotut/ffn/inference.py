@@ -720,7 +720,7 @@ class Canvas:
 class FloodFrame:
     """The state after one step of :meth:`Canvas.segment_at`, for pictures and animations."""
 
-    #: 1-based step number
+    #: step number: 0 is the start (only the seed voxel set), then 1, 2, ... after each step
     step: int
     #: (z, y, x) FOV centre of this step
     pos: Pos
@@ -735,8 +735,9 @@ class FloodFrame:
 class FloodRecorder:
     """A ``callback`` for :meth:`Canvas.segment_at` that keeps :class:`FloodFrame` s.
 
-    Records the seed on the plane ``z`` every ``every`` steps (and always the first step); call
-    :meth:`finish` after ``segment_at`` to add the final state if it was not recorded.
+    Records the start (step 0: only the seed voxel, at logit(init_activation)), then the seed on
+    the plane ``z`` every ``every`` steps (and always the first step); call :meth:`finish` after
+    ``segment_at`` to add the final state if it was not recorded.
     """
 
     def __init__(self, z: int, every: int = 1):
@@ -747,6 +748,12 @@ class FloodRecorder:
         self._last: tuple[Canvas, Pos] | None = None
 
     def __call__(self, canvas: Canvas, pos: Pos, logits: np.ndarray) -> None:
+        if not self._visited:  # the state before the first network call: the seed voxel alone
+            plane = np.full(canvas.seed.shape[1:], np.nan, np.float32)
+            if pos[0] == self.z:
+                plane[pos[1], pos[2]] = logit(canvas.options.init_activation)
+            empty = np.zeros((0, 3), np.int64)
+            self.frames.append(FloodFrame(0, pos, plane, empty, empty))
         self._visited.append(pos)
         self._last = (canvas, pos)
         if len(self._visited) == 1 or len(self._visited) % self.every == 0:
