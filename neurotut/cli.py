@@ -14,6 +14,8 @@ import sys
 COMMAND_MODULES = [
     "neurotut.data.cli",
     "neurotut.ffn.cli",
+    "neurotut.train",
+    "neurotut.inference",
 ]
 
 

@@ -1,0 +1,422 @@
+"""The base-vs-reversible experiment of the seed paper (its Table 1), re-run with neurotut.
+
+Koyama et al. replaced the residual modules of the Superhuman U-Net by ``n = 1..4`` RevNet blocks
+and compared parameters, time per epoch, training memory and accuracy with the base network.
+:func:`run_table1` does the same for :class:`neurotut.models.rsunet.RSUNet` and adds what a user
+would pick instead of a reversible network: the plain network with gradient checkpointing.
+
+Per network it reports
+
+* ``params``: trainable parameters;
+* ``time_per_100_s``: seconds per 100 training iterations (forward + backward of one batch,
+  fastest of the timed repeats, times 100; data loading and the optimiser step excluded);
+* ``memory_bytes`` / ``memory_method``: on the CPU the bytes *saved for backward*
+  (:mod:`neurotut.memory`, ``"saved_tensors"``; transient memory such as the recompute inside a
+  reversible or checkpointed backward is not included), on CUDA the peak allocated memory above
+  the baseline of one step (``"cuda_peak"``); ``saved_bytes`` is always the saved-tensor count;
+* accuracy after training every network with the same budget (same steps, patches, seed), on a
+  validation crop: best adapted Rand error over the agglomeration thresholds, VOI split/merge at
+  that threshold, and the boundary accuracy of that segmentation with its trivial baseline (the
+  score of predicting no boundary anywhere).
+
+Checkpointing computes the same function as the plain network, so its accuracy is the plain
+network's and it is not trained again.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurotut import metrics
+from neurotut.affinity import SUPERHUMAN_OFFSETS
+from neurotut.agglomerate import iter_agglomerate
+from neurotut.inference import predict_volume, raw_to_input
+from neurotut.memory import MemoryRecord, measure_step, saved_tensor_bytes
+from neurotut.models.rsunet import RSUNet, count_parameters
+from neurotut.train import PatchSampler, TrainConfig, affinity_loss, train
+
+#: the seed paper's Table 1 (Koyama et al.), as given in the neurotut issue: parameters, time per
+#: epoch, training memory and accuracy (%) on SNEMI3D, on their GPU
+SEED_TABLE1: tuple[dict, ...] = (
+    {"network": "base", "params": "2.2M", "time per epoch": "1h20m", "memory": "3.8 GB", "accuracy": 91.0},
+    {"network": "RevNet n=1", "params": "1.4M", "time per epoch": "2h10m", "memory": "2.7 GB", "accuracy": 91.0},
+    {"network": "RevNet n=2", "params": "2.2M", "time per epoch": "3h20m", "memory": "2.7 GB", "accuracy": 91.3},
+    {"network": "RevNet n=3", "params": "3.0M", "time per epoch": "4h30m", "memory": "2.7 GB", "accuracy": 90.8},
+    {"network": "RevNet n=4", "params": "3.7M", "time per epoch": "5h40m", "memory": "2.7 GB", "accuracy": 90.9},
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One network of the comparison: ``kind`` is ``"base"``, ``"reversible"`` or
+    ``"checkpointing"`` (the base network with gradient checkpointing), ``depth`` the ``n``."""
+
+    kind: str
+    depth: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("base", "reversible", "checkpointing"):
+            raise ValueError(f"kind must be base, reversible or checkpointing, got {self.kind!r}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+
+    @property
+    def label(self) -> str:
+        name = {"base": "base", "reversible": "RevNet", "checkpointing": "base+checkpointing"}
+        return f"{name[self.kind]} n={self.depth}"
+
+    def model_overrides(self) -> dict:
+        return {
+            "depth": self.depth,
+            "reversible": self.kind == "reversible",
+            "checkpointing": self.kind == "checkpointing",
+        }
+
+
+def table1_variants(depths: Sequence[int] = (1, 2, 3, 4), checkpointing: bool = True) -> list[Variant]:
+    """base, RevNet and (optionally) base+checkpointing at every depth, grouped by depth."""
+    kinds = ["base", "reversible"] + (["checkpointing"] if checkpointing else [])
+    return [Variant(k, d) for d in depths for k in kinds]
+
+
+@dataclass
+class Table1Row:
+    """One line of the table (see the module docstring for the meaning of each column)."""
+
+    network: str
+    kind: str
+    depth: int
+    params: int
+    time_per_100_s: float
+    memory_bytes: int
+    memory_method: str
+    saved_bytes: int
+    device: str
+    patch: str
+    batch: int
+    steps: int | None = None
+    train_s: float | None = None
+    val_loss: float | None = None
+    arand: float | None = None
+    threshold: float | None = None
+    voi_split: float | None = None
+    voi_merge: float | None = None
+    boundary_accuracy: float | None = None
+    boundary_baseline: float | None = None
+
+
+def measure_variant(
+    variant: Variant,
+    config: TrainConfig,
+    raw: np.ndarray,
+    labels: np.ndarray,
+    device: torch.device | str = "cpu",
+    repeats: int = 2,
+) -> Table1Row:
+    """Parameters, time and memory of one training step of ``variant`` (no training).
+
+    The batch is one fixed augmented batch of ``config.batch_size`` patches from ``raw``/``labels``;
+    the model is initialised with ``config.seed``. ``repeats=0`` measures the saved bytes only
+    (one forward, no timing: ``time_per_100_s`` is NaN).
+    """
+    device = torch.device(device)
+    cfg = replace(config, model=replace(config.model, **variant.model_overrides()))
+    sampler = PatchSampler(raw, labels, cfg.patch, cfg.offsets, cfg.augment)
+    rng = np.random.default_rng(cfg.seed)
+    samples = [sampler.sample(rng) for _ in range(cfg.batch_size)]
+    x = torch.from_numpy(np.stack([s.raw for s in samples])).to(device)
+    t = torch.from_numpy(np.stack([s.target for s in samples])).to(device)
+    m = torch.from_numpy(np.stack([s.mask for s in samples])).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = RSUNet(cfg.model).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    model.train()
+    params = list(model.parameters())
+
+    def forward():
+        return affinity_loss(model(x), t, m, cfg.absent_class_weight)
+
+    if repeats > 0:
+        record = measure_step(forward, params, device=device, warmup=1, repeats=repeats)
+    else:  # memory only: one forward with the saved-tensor hooks
+        nbytes, out = saved_tensor_bytes(forward, params)
+        out.backward()
+        record = MemoryRecord(str(device), "saved_tensors", int(nbytes), float("nan"))
+    if record.method == "saved_tensors":
+        saved = record.bytes
+    else:
+        saved, out = saved_tensor_bytes(forward, params)
+        out.backward()
+    model.zero_grad(set_to_none=True)
+    return Table1Row(
+        network=variant.label,
+        kind=variant.kind,
+        depth=variant.depth,
+        params=count_parameters(model),
+        time_per_100_s=100 * record.time_s,
+        memory_bytes=record.bytes,
+        memory_method=record.method,
+        saved_bytes=int(saved),
+        device=record.device,
+        patch="x".join(str(p) for p in cfg.patch),
+        batch=cfg.batch_size,
+    )
+
+
+def baseline_affinities(raw: np.ndarray) -> np.ndarray:
+    """The trivial baseline: the image itself as a boundary map (membranes are dark).
+
+    The nearest-neighbour affinity of an edge is the darker of its two voxels' intensities in
+    [0, 1]; ``(3, Z, Y, X)`` float32 in the Superhuman channel order (x, y, z).
+    """
+    r = raw_to_input(raw)
+    out = np.zeros((3,) + r.shape, dtype=np.float32)
+    for c, (dz, dy, dx) in enumerate(SUPERHUMAN_OFFSETS[:3]):
+        later = (slice(dz, None), slice(dy, None), slice(dx, None))
+        earlier = tuple(slice(0, n - d) for n, d in zip(r.shape, (dz, dy, dx)))
+        out[(c,) + later] = np.minimum(r[later], r[earlier])
+    return out
+
+
+def score_affinities(
+    affs: np.ndarray,
+    gt: np.ndarray,
+    thresholds: Sequence[float],
+    offsets: Sequence[Sequence[int]] | None = None,
+    **agglomerate_kwargs,
+) -> dict:
+    """Agglomerate at every threshold and score against ``gt``; returns the best (lowest ARAND)
+    threshold with its ARAND, VOI and boundary scores, the per-threshold scores (``"curve"``:
+    ``{threshold: SegmentationScores}``), and the best segmentation (``"segmentation"``, (Z, Y,
+    X) uint64). Keyword arguments go to :func:`neurotut.agglomerate.iter_agglomerate` (e.g.
+    ``scoring="quantile50"``)."""
+    if offsets is None:
+        offsets = SUPERHUMAN_OFFSETS[: affs.shape[0]]
+    curve = {}
+    best = None
+    for t, seg in iter_agglomerate(affs, thresholds, offsets, **agglomerate_kwargs):
+        s = metrics.evaluate(gt, seg)
+        curve[t] = s
+        if best is None or s.arand < best[1].arand:
+            best = (t, s, seg)
+    t, s, seg = best
+    b = metrics.boundary_scores(metrics.boundary_map(gt), metrics.boundary_map(seg))
+    return {
+        "threshold": t,
+        "arand": s.arand,
+        "voi_split": s.voi_split,
+        "voi_merge": s.voi_merge,
+        "boundary_accuracy": b.accuracy,
+        "boundary_baseline": b.baseline_accuracy,
+        "curve": curve,
+        "segmentation": seg,
+    }
+
+
+def evaluate_model(
+    model: torch.nn.Module,
+    raw: np.ndarray,
+    gt: np.ndarray,
+    window: Sequence[int],
+    thresholds: Sequence[float],
+    offsets: Sequence[Sequence[int]] = SUPERHUMAN_OFFSETS,
+    **predict_kwargs,
+) -> dict:
+    """Predict ``raw`` with sliding windows and :func:`score_affinities` against ``gt``; the
+    affinities are returned under ``"affinities"``."""
+    affs = predict_volume(model, raw, window, progress=False, **predict_kwargs)
+    out = score_affinities(affs, gt, thresholds, offsets)
+    out["affinities"] = affs
+    return out
+
+
+def run_table1(
+    config: TrainConfig,
+    train_raw: np.ndarray,
+    train_labels: np.ndarray,
+    val_raw: np.ndarray | None = None,
+    val_labels: np.ndarray | None = None,
+    *,
+    variants: Sequence[Variant] | None = None,
+    train_variants: Sequence[Variant] | None = None,
+    train_steps: int | None = None,
+    eval_window: Sequence[int] | None = None,
+    device: torch.device | str = "cpu",
+    repeats: int = 2,
+    progress: bool = True,
+) -> list[Table1Row]:
+    """Measure every variant, and train and score those that compute a different function.
+
+    Args:
+        config: the shared training setup (patch, batch, lr, seed, augmentation, model widths);
+            each variant changes only ``depth``, ``reversible`` and ``checkpointing``.
+        train_raw, train_labels: the training volume.
+        val_raw, val_labels: the validation crop scored after training (None: no accuracy).
+        variants: default :func:`table1_variants` ``(1..4)``.
+        train_variants: the variants whose accuracy is measured (default: all); the others get
+            parameters, time and memory only (accuracy columns None).
+        train_steps: the same budget for every network (default ``config.steps``; 0: no
+            training, only parameters, time and memory).
+        eval_window: sliding window for scoring (default: the crop itself when it suits the
+            network, else the patch).
+        device: where to run.
+        repeats: timed steps per measurement (the fastest counts).
+        progress: print one line per network.
+    """
+    device = torch.device(device)
+    variants = list(variants) if variants is not None else table1_variants()
+    steps = config.steps if train_steps is None else int(train_steps)
+    rows: list[Table1Row] = []
+    trained: dict[tuple[int, bool], dict] = {}
+    for v in variants:
+        row = measure_variant(v, config, train_raw, train_labels, device, repeats)
+        wanted = train_variants is None or any(
+            w.depth == v.depth and (w.kind == "reversible") == (v.kind == "reversible")
+            for w in train_variants
+        )
+        if steps > 0 and val_raw is not None and wanted:
+            key = (v.depth, v.kind == "reversible")  # checkpointing == base numerically
+            if key not in trained:
+                cfg = replace(
+                    config,
+                    model=replace(config.model, **{**v.model_overrides(), "checkpointing": False}),
+                    steps=steps, val_every=0, checkpoint_every=0, val_crop=(0, 0, 0),
+                    val_patches=min(config.val_patches, 4),
+                )
+                start = time.perf_counter()
+                result = train(cfg, train_raw, train_labels, val_raw, val_labels,
+                               device=device, progress=False, tensorboard=False)
+                seconds = time.perf_counter() - start
+                window = eval_window
+                if window is None:
+                    d = cfg.model.divisor
+                    window = val_raw.shape if (val_raw.shape[1] % d == 0 and val_raw.shape[2] % d == 0) else (
+                        (min(cfg.patch[0], val_raw.shape[0]),) + cfg.patch[1:])
+                scores = evaluate_model(result.eval_model, val_raw, val_labels, window,
+                                        cfg.val_thresholds, cfg.offsets, device=device)
+                trained[key] = {
+                    "steps": steps,
+                    "train_s": seconds,
+                    "val_loss": result.history[-1]["val_loss"],
+                    **{k: scores[k] for k in ("arand", "threshold", "voi_split", "voi_merge",
+                                              "boundary_accuracy", "boundary_baseline")},
+                }
+            for k, value in trained[key].items():
+                setattr(row, k, value)
+        rows.append(row)
+        if progress:
+            acc = f", ARAND {row.arand:.3f}" if row.arand is not None else ""
+            print(f"{row.network:24s} {row.params:>9,d} params  {row.time_per_100_s:7.1f} s/100 it  "
+                  f"{row.memory_bytes / 2**20:8.1f} MiB ({row.memory_method}){acc}", flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------------------------
+
+
+def write_csv(rows: Sequence[Table1Row], path: str | Path, overwrite: bool = False) -> Path:
+    """Write the rows as CSV (one column per :class:`Table1Row` field), atomically."""
+    from neurotut.io import atomic_path
+
+    names = [f.name for f in fields(Table1Row)]
+    with atomic_path(path, overwrite) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=names)
+            writer.writeheader()
+            for r in rows:
+                writer.writerow(asdict(r))
+    return Path(path)
+
+
+def read_csv(path: str | Path) -> list[Table1Row]:
+    """Read rows written by :func:`write_csv`."""
+    types = {f.name: f.type for f in fields(Table1Row)}
+    rows = []
+    with open(path, newline="") as fh:
+        for rec in csv.DictReader(fh):
+            values = {}
+            for k, v in rec.items():
+                t = types[k]
+                if v == "":
+                    values[k] = None
+                elif "int" in t and "float" not in t:
+                    values[k] = int(v)
+                elif "float" in t:
+                    values[k] = float(v)
+                else:
+                    values[k] = v
+            rows.append(Table1Row(**values))
+    return rows
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def to_markdown(rows: Sequence[Table1Row]) -> str:
+    """The table as Markdown, memory in MiB with its method named in the header."""
+    methods = sorted({r.memory_method for r in rows})
+    mem_label = {"saved_tensors": "saved for backward (MiB)", "cuda_peak": "CUDA peak (MiB)"}
+    mem_header = " / ".join(mem_label.get(m, m) for m in methods)
+    lines = [
+        f"| network | params | s / 100 it | memory: {mem_header} | ARAND | VOI split | VOI merge "
+        "| boundary acc. (no-boundary baseline) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        boundary = "–" if r.boundary_accuracy is None else (
+            f"{r.boundary_accuracy:.1%} ({r.boundary_baseline:.1%})")
+        lines.append(
+            f"| {r.network} | {r.params / 1e6:.3f}M | {r.time_per_100_s:.1f} | "
+            f"{r.memory_bytes / 2**20:.1f} | {_fmt(r.arand, '.3f')} | {_fmt(r.voi_split, '.3f')} | "
+            f"{_fmt(r.voi_merge, '.3f')} | {boundary} |"
+        )
+    return "\n".join(lines)
+
+
+def seed_table_markdown() -> str:
+    """The seed paper's Table 1 as Markdown (their numbers, quoted)."""
+    lines = ["| network (seed paper) | params | time / epoch | memory | accuracy (%) |",
+             "|---|---:|---:|---:|---:|"]
+    for r in SEED_TABLE1:
+        lines.append(f"| {r['network']} | {r['params']} | {r['time per epoch']} | {r['memory']} | "
+                     f"{r['accuracy']:.1f} |")
+    return "\n".join(lines)
+
+
+def goal_ratios(rows: Sequence[Table1Row]) -> dict[str, float]:
+    """The benchmark goals of the issue as measured ratios (NaN where a row is missing):
+
+    * ``rev_memory_n4_over_n1``: reversible memory at the largest depth / at n=1 (goal <= 1.05);
+    * ``rev_over_base_memory_at_max_n``: reversible / base memory at the largest depth (<= 0.6);
+    * ``rev_over_base_time_at_n``: the largest reversible / base time ratio over depths (<= 1.4).
+    """
+    by = {(r.kind, r.depth): r for r in rows}
+    depths = sorted({r.depth for r in rows})
+    nan = float("nan")
+    out = {"rev_memory_n4_over_n1": nan, "rev_over_base_memory_at_max_n": nan,
+           "rev_over_base_time_at_n": nan}
+    if not depths:
+        return out
+    lo, hi = depths[0], depths[-1]
+    if ("reversible", lo) in by and ("reversible", hi) in by:
+        out["rev_memory_n4_over_n1"] = by["reversible", hi].memory_bytes / by["reversible", lo].memory_bytes
+    if ("reversible", hi) in by and ("base", hi) in by:
+        out["rev_over_base_memory_at_max_n"] = by["reversible", hi].memory_bytes / by["base", hi].memory_bytes
+    ratios = [by["reversible", d].time_per_100_s / by["base", d].time_per_100_s
+              for d in depths if ("reversible", d) in by and ("base", d) in by]
+    if ratios:
+        out["rev_over_base_time_at_n"] = max(ratios)
+    return out

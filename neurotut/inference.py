@@ -1,0 +1,268 @@
+"""Sliding-window prediction of affinities over a whole volume, with bump blending.
+
+A network sees a window (its training patch size) at a time. Windows overlap (by default half a
+window, the Superhuman stride of 0.5 FOV) and their predictions are averaged with a "bump"
+weight that is 1 in the window's centre and falls to 1e-4 at its borders, where a
+"same"-padded network is least reliable (``specs/superhuman_revnet.md`` A4)::
+
+    t_i = (i + 1) / (n + 1),  i = 0..n-1   along each axis of an n-voxel window
+    s   = sum over axes of -(t (1 - t)) ** -1.5
+    w   = 1e-4 + exp(s - max(s))
+
+The blended value at a voxel is ``sum_k w_k p_k / sum_k w_k`` over the windows ``k`` that cover
+it. Sums are kept in float64 (``8 * C`` bytes per voxel), so a single window reproduces the
+network's output exactly.
+
+The network runs in eval mode (BatchNorm uses its running statistics), without a graph, in
+bfloat16/float16 autocast on CUDA; the output is ``sigmoid(logits)`` as float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def raw_to_input(raw: np.ndarray) -> np.ndarray:
+    """The network's input scaling: uint8 -> float32 in [0, 1] (``/ 255``); floats are taken to
+    be in [0, 1] already and cast to float32. ``(Z, Y, X)`` in, ``(Z, Y, X)`` out."""
+    raw = np.asarray(raw)
+    if raw.dtype == np.uint8:
+        return raw.astype(np.float32) / np.float32(255.0)
+    if np.issubdtype(raw.dtype, np.floating):
+        return raw.astype(np.float32, copy=False)
+    raise TypeError(
+        f"raw images must be uint8 (0..255) or float in [0, 1], got {raw.dtype}; rescale first"
+    )
+
+
+def bump_weights(shape: Sequence[int], exponent: float = 1.5, floor: float = 1e-4) -> np.ndarray:
+    """The blending weight of one window: ``(Z, Y, X)`` float64, max ``1 + floor`` in the centre,
+    about ``floor`` at the borders; see the module docstring."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"window shape must be three positive sizes, got {shape}")
+    s = np.zeros(shape, dtype=np.float64)
+    for axis, n in enumerate(shape):
+        t = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
+        term = -((t * (1 - t)) ** -exponent)
+        s = s + term.reshape([n if a == axis else 1 for a in range(3)])
+    return floor + np.exp(s - s.max())
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Start positions along one axis so that windows of ``window`` voxels cover ``0..size-1``:
+    ``0, stride, 2*stride, ...`` and finally ``size - window`` (``size >= window``)."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
+    if size < window:
+        raise ValueError(f"the axis ({size}) is smaller than the window ({window})")
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return starts
+
+
+def choose_batch_size(window: Sequence[int], device: torch.device, model: nn.Module | None = None) -> int:
+    """Windows per forward pass for this hardware.
+
+    CPU: 2 (batch 1 at small sizes falls back to PyTorch's slower convolution path). CUDA: what
+    fits in half of the free memory, estimating a window's forward activations as
+    ``voxels * 4 bytes * 6 * (sum of the model's widths, or 256)``; between 1 and 32.
+    """
+    if device.type != "cuda":
+        return 2
+    widths = getattr(getattr(model, "config", None), "widths", None)
+    channels = sum(widths) if widths else 256
+    per_window = int(np.prod(window)) * 4 * 6 * channels
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(max(1, min(32, free // 2 // max(per_window, 1))))
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def predict_volume(
+    model: nn.Module,
+    raw: np.ndarray,
+    window: Sequence[int],
+    *,
+    overlap: float = 0.5,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    channels: int | Sequence[int] | None = None,
+    amp: bool = True,
+    progress: bool = True,
+) -> np.ndarray:
+    """Affinities of a whole volume by blended sliding windows.
+
+    Args:
+        model: maps ``(N, 1, z, y, x)`` float to ``(N, C, z, y, x)`` logits (e.g. an RSUNet).
+        raw: ``(Z, Y, X)`` uint8 image (or float in [0, 1]).
+        window: ``(z, y, x)`` window, a size the model accepts (RSUNet: y, x multiples of 16).
+            A volume smaller than the window along an axis is mirror-padded up to it.
+        overlap: fraction of a window shared by neighbours along each axis, in [0, 1); the
+            stride is ``round(window * (1 - overlap))``, at least 1.
+        batch_size: windows per forward pass; None: :func:`choose_batch_size`.
+        device: where the model runs; None: the model's device.
+        channels: output channels to keep (an int ``k`` keeps the first ``k``; e.g. 3 for waterz),
+            None keeps all.
+        amp: autocast (bfloat16, else float16) on CUDA; ignored on CPU.
+        progress: show a tqdm bar over batches.
+
+    Returns:
+        ``(C, Z, Y, X)`` float32 affinities in [0, 1].
+    """
+    vol = raw_to_input(raw)
+    if vol.ndim != 3:
+        raise ValueError(f"raw must be a (Z, Y, X) volume, got shape {vol.shape}")
+    window = tuple(int(w) for w in window)
+    if len(window) != 3 or min(window) < 1:
+        raise ValueError(f"window must be (z, y, x) positive sizes, got {window}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    param = next(model.parameters(), None)
+    device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
+    if batch_size is None:
+        batch_size = choose_batch_size(window, device, model)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+    shape = vol.shape
+    pad = [(0, max(0, w - n)) for w, n in zip(window, shape)]
+    if any(p for _, p in pad):
+        vol = np.pad(vol, pad, mode="symmetric")
+    strides = [max(1, int(round(w * (1 - overlap)))) for w in window]
+    starts = list(itertools.product(*(window_starts(n, w, s) for n, w, s in zip(vol.shape, window, strides))))
+    weight = bump_weights(window)
+    weight_sum = np.zeros(vol.shape, dtype=np.float64)
+    out: np.ndarray | None = None
+    keep: list[int] | slice | None = None
+
+    # no_grad rather than inference_mode: reversible blocks check their input's version counter,
+    # which inference tensors do not have
+    with _eval_mode(model), torch.no_grad():
+        batches = range(0, len(starts), batch_size)
+        for b in tqdm(batches, desc="predict", unit="batch", disable=not progress):
+            chunk = starts[b : b + batch_size]
+            x = np.stack(
+                [vol[z : z + window[0], y : y + window[1], x0 : x0 + window[2]] for z, y, x0 in chunk]
+            )
+            xt = torch.from_numpy(x[:, None]).to(device)
+            with _autocast(device, amp):
+                logits = model(xt)
+            pred = torch.sigmoid(logits.float()).cpu().numpy()
+            if out is None:
+                n_out = pred.shape[1]
+                if channels is None:
+                    keep = slice(None)
+                elif isinstance(channels, (int, np.integer)):
+                    if not 1 <= int(channels) <= n_out:
+                        raise ValueError(f"channels={channels} but the model outputs {n_out}")
+                    keep = slice(0, int(channels))
+                else:
+                    keep = [int(c) for c in channels]
+                    if not keep or min(keep) < 0 or max(keep) >= n_out:
+                        raise ValueError(f"channels {keep} out of range for {n_out} outputs")
+                n_keep = len(range(n_out)[keep]) if isinstance(keep, slice) else len(keep)
+                out = np.zeros((n_keep,) + vol.shape, dtype=np.float64)
+            pred = pred[:, keep]
+            for (z, y, x0), p in zip(chunk, pred):
+                region = (slice(z, z + window[0]), slice(y, y + window[1]), slice(x0, x0 + window[2]))
+                out[(slice(None),) + region] += weight * p
+                weight_sum[region] += weight
+    assert out is not None
+    out /= weight_sum
+    crop = (slice(None),) + tuple(slice(0, n) for n in shape)
+    return np.ascontiguousarray(out[crop], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# command line: neurotut predict
+# --------------------------------------------------------------------------------------------
+
+
+def _predict_command(args: argparse.Namespace) -> int:
+    from neurotut import config as nt_config
+    from neurotut.io import check_can_write, parse_volume_spec, read_volume, write_h5
+    from neurotut.train import load_model
+
+    out_spec = parse_volume_spec(args.output, default_dataset="affinities")
+    check_can_write(out_spec.path, args.overwrite)  # fail before hours of work
+    device = nt_config.get_device(args.device)
+    model, train_config = load_model(args.checkpoint, device=device)
+    window = tuple(args.window) if args.window else tuple(train_config.patch)
+    raw = read_volume(args.raw)
+    affs = predict_volume(
+        model,
+        raw,
+        window,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=device,
+        channels=args.channels,
+        amp=not args.no_amp,
+        progress=not args.quiet,
+    )
+    write_h5(
+        out_spec.path,
+        {out_spec.dataset: affs},
+        attrs={
+            "checkpoint": str(args.checkpoint),
+            "raw": str(args.raw),
+            "window": list(window),
+            "overlap": args.overlap,
+            "offsets": json.dumps([list(o) for o in train_config.offsets][: affs.shape[0]]),
+        },
+        overwrite=args.overwrite,
+    )
+    if not args.quiet:
+        print(f"wrote {out_spec.path}:{out_spec.dataset} {affs.shape} float32 (C, Z, Y, X)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``neurotut predict``."""
+    p = subparsers.add_parser(
+        "predict",
+        help="predict affinities of a volume with a trained checkpoint (sliding window)",
+        description="Sliding-window affinity prediction with bump blending; writes (C, Z, Y, X) "
+        "float32 affinities to HDF5.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by `neurotut train`")
+    p.add_argument("--raw", required=True, help="input image, file.h5:dataset (uint8 or float)")
+    p.add_argument("--output", required=True, help="output, file.h5:dataset (default dataset 'affinities')")
+    p.add_argument("--window", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="window size (default: the training patch)")
+    p.add_argument("--overlap", type=float, default=0.5, help="overlap fraction (default 0.5)")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per pass (default: by hardware)")
+    p.add_argument("--channels", type=int, default=None,
+                   help="keep only the first K channels (3 = the nearest neighbours waterz needs; "
+                   "blending holds 8 bytes per kept channel and voxel)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_predict_command)
