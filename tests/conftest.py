@@ -67,3 +67,14 @@ def real_crop():
         return load_snemi3d_crop(progress=False)
     except (OSError, ValueError) as exc:
         pytest.skip(f"real SNEMI3D crop unavailable (cache empty and download failed: {exc})")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run torch on one thread: tiny convolutions are fastest that way, and immune to a busy CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

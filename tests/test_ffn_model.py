@@ -17,13 +17,7 @@ from neurotut.ffn.model import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions are fastest, and immune to a busy machine, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize(

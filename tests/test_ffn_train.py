@@ -45,13 +45,7 @@ from neurotut.ffn.train import (
 TINY = FFNModelConfig(depth=2, fov_size=(5, 9, 9), deltas=(1, 2, 2), features=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions are fastest, and immune to a busy machine, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

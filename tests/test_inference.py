@@ -13,13 +13,7 @@ from torch import nn
 from neurotut.inference import bump_weights, predict_volume, raw_to_input, window_starts
 from neurotut.models.rsunet import RSUNet
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread avoids OpenMP hand-offs that dominate on busy CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -32,13 +32,7 @@ from neurotut.train import (
 
 TINY_MODEL = RSUNetConfig(widths=(4, 6, 8))  # three scales: y, x multiples of 4
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread avoids OpenMP hand-offs that dominate on busy CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
