@@ -4,7 +4,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 export NEUROTUT_PROFILE="${NEUROTUT_PROFILE:-quick}"
-export MPLBACKEND=Agg
 export NEUROTUT_STATIC=1   # viewers render as JavaScript players in the static pages
 # the full profile keeps its own execution cache and HTML, so quick outputs are never served as full
 out="."

@@ -110,6 +110,8 @@ def test_page(browser, page_name):
             assert target.exists(), f"{page_name}: broken internal link {href}"
 
     if page_name.startswith("chapters/"):
+        figures = page.locator(".cell_output img").count()
+        assert figures >= 1, f"{page_name}: no figure in any cell output"
         colab = REPO + page_name + ".ipynb"
         assert colab in hrefs, f"{page_name}: no Colab link to {colab}"
         assert (ROOT / f"{page_name}.ipynb").is_file()

@@ -51,6 +51,7 @@ def test_chapter_1_executes_in_the_quick_profile(tmp_path, monkeypatch):
 
     nb = nbformat.read(ROOT / "chapters" / "01_snemi3d_data.ipynb", as_version=4)
     monkeypatch.setenv("NEUROTUT_PROFILE", "quick")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel must use the inline backend
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     out = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
@@ -58,5 +59,8 @@ def test_chapter_1_executes_in_the_quick_profile(tmp_path, monkeypatch):
     assert "neurotut profile: quick" in out
     assert "Mean " in out and "Std " in out
     assert "train: sections 0-" in out
+    figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+               if "image/png" in o.get("data", {})]
+    assert len(figures) >= 4, "chapter 1 shows its figures (xy slices, xz, 3D, statistics, split)"
     if os.environ.get("NEUROTUT_REQUIRE_REAL_DATA") == "1":
         assert "Using real data: snemi3d-crop (100, 512, 512)" in out
