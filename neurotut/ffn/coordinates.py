@@ -40,21 +40,13 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from neurotut.ffn.partitions import as_zyx
 from neurotut.io import atomic_path
 
 #: partition value that is never sampled (border, exclusions, masks)
 IGNORE_PARTITION = 255
 FILE_FORMAT = "neurotut-ffn-coordinates"
 FILE_VERSION = 1
-
-
-def _margin_zyx(margin: int | Sequence[int]) -> tuple[int, int, int]:
-    if np.isscalar(margin):
-        margin = (margin, margin, margin)
-    values = tuple(int(m) for m in margin)
-    if len(values) != 3 or any(m < 0 for m in values):
-        raise ValueError(f"margin must be 3 non-negative ints (z, y, x), got {tuple(margin)!r}")
-    return values  # type: ignore[return-value]
 
 
 def _crop(shape: Sequence[int], margin: tuple[int, int, int]) -> tuple[slice, slice, slice]:
@@ -141,7 +133,7 @@ def index_partitions(
     names = [str(name) for name, _ in items]
     if len(set(names)) != len(names):
         raise ValueError(f"volume names must be unique, got {names}")
-    margin = _margin_zyx(margin)
+    margin = as_zyx(margin, "margin")
 
     shapes: list[tuple[int, int, int]] = []
     per_volume: list[tuple[np.ndarray, np.ndarray]] = []  # (flat indices grouped by value, edges)

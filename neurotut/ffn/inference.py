@@ -55,6 +55,7 @@ from scipy.special import expit
 from tqdm.auto import tqdm
 
 from neurotut.ffn import storage
+from neurotut.ffn.partitions import as_zyx
 from neurotut.ffn.seeds import SEED_POLICIES, SeedPolicy, make_seed_policy
 from neurotut.ffn.storage import OriginInfo
 from neurotut.io import OutputExistsError, atomic_path, check_can_write, parse_volume_spec
@@ -71,15 +72,6 @@ Pos = tuple[int, int, int]
 def logit(p: float) -> float:
     """``ln(p / (1 - p))``; logit(0.95) = 2.944, logit(0.9) = 2.197, logit(0.6) = 0.405."""
     return float(np.log(p / (1.0 - p)))
-
-
-def _zyx_ints(values: int | Sequence[int], name: str, minimum: int = 0) -> tuple[int, int, int]:
-    if np.isscalar(values):
-        values = (values, values, values)
-    out = tuple(int(v) for v in values)
-    if len(out) != 3 or any(v < minimum for v in out):
-        raise ValueError(f"{name} must be 3 ints >= {minimum} (z, y, x), got {values!r}")
-    return out  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -117,7 +109,7 @@ class InferenceOptions:
                 raise ValueError(f"{name} is a probability strictly between 0 and 1, got {value}")
             object.__setattr__(self, name, value)
         object.__setattr__(
-            self, "min_boundary_dist", _zyx_ints(self.min_boundary_dist, "min_boundary_dist")
+            self, "min_boundary_dist", as_zyx(self.min_boundary_dist, "min_boundary_dist")
         )
         if int(self.min_segment_size) < 0:
             raise ValueError(f"min_segment_size must be >= 0, got {self.min_segment_size}")
@@ -212,7 +204,7 @@ class FaceMaxMovementPolicy:
     """
 
     def __init__(self, deltas: Sequence[int], score_threshold: float):
-        self.deltas = np.asarray(_zyx_ints(deltas, "deltas"), dtype=np.int64)
+        self.deltas = np.asarray(as_zyx(deltas, "deltas"), dtype=np.int64)
         self.score_threshold = float(score_threshold)
         self.queue: deque[tuple[float, Pos]] = deque()
         self.done: set[Pos] = set()
@@ -307,7 +299,7 @@ class Canvas:
             )
         self.image = image.astype(np.float32, copy=False)
         self.shape: Pos = tuple(int(s) for s in image.shape)  # type: ignore[assignment]
-        self.fov_size = np.asarray(_zyx_ints(fov_size, "fov_size", 1), dtype=np.int64)
+        self.fov_size = np.asarray(as_zyx(fov_size, "fov_size", 1), dtype=np.int64)
         if np.any(self.fov_size % 2 == 0):
             raise ValueError(f"fov_size (z, y, x) must be odd, got {tuple(self.fov_size)}")
         if np.any(self.fov_size > np.asarray(self.shape)):
@@ -316,7 +308,7 @@ class Canvas:
                 "no position has enough context"
             )
         self.margin = self.fov_size // 2
-        self.deltas = np.asarray(_zyx_ints(deltas, "deltas"), dtype=np.int64)
+        self.deltas = np.asarray(as_zyx(deltas, "deltas"), dtype=np.int64)
         if np.any(self.deltas > self.margin):
             raise ValueError(f"deltas {tuple(self.deltas)} must not exceed half the FOV {tuple(self.fov_size)}")
         self.options = options or InferenceOptions()
@@ -1130,8 +1122,8 @@ def run_request(
             raise ValueError(f"{spec} has shape {dset.shape}; expected (Z, Y, X)")
         shape = dset.shape
         start, size = bounding_box if bounding_box is not None else ((0, 0, 0), shape)
-        start = _zyx_ints(start, "bounding box start")
-        size = _zyx_ints(size, "bounding box size", 1)
+        start = as_zyx(start, "bounding box start")
+        size = as_zyx(size, "bounding box size", 1)
         end = tuple(min(s + n, full) for s, n, full in zip(start, size, shape))
         if any(s >= e for s, e in zip(start, end)):
             raise ValueError(f"the bounding box start {start} (z, y, x) lies outside the image {shape}")

@@ -48,8 +48,11 @@ EXCLUDED = 255
 _MAX_LUT = 1 << 24
 
 
-def _as_zyx(values: int | Sequence[int], name: str) -> tuple[int, int, int]:
-    """Three non-negative ints (z, y, x); a single int is used for all axes."""
+def as_zyx(values: int | Sequence[int], name: str, minimum: int = 0) -> tuple[int, int, int]:
+    """Three whole numbers >= ``minimum`` (z, y, x); a single int is used for all axes.
+
+    Shared by the FFN modules for radii, margins, FOV sizes, deltas and positions.
+    """
     if np.isscalar(values):
         values = (values, values, values)
     values = tuple(values)
@@ -60,8 +63,9 @@ def _as_zyx(values: int | Sequence[int], name: str) -> tuple[int, int, int]:
         if isinstance(v, (float, np.floating)) and not float(v).is_integer():
             raise ValueError(f"{name} must be whole numbers of voxels, got {values!r}")
         iv = int(v)
-        if iv < 0:
-            raise ValueError(f"{name} must not be negative, got {values!r}")
+        if iv < minimum:
+            bound = "must not be negative" if minimum == 0 else f"must be >= {minimum}"
+            raise ValueError(f"{name} {bound}, got {values!r}")
         out.append(iv)
     return out[0], out[1], out[2]
 
@@ -80,7 +84,7 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def _check_radius(shape: tuple[int, ...], lom_radius: int | Sequence[int]) -> tuple[int, int, int]:
-    radius = _as_zyx(lom_radius, "lom_radius")
+    radius = as_zyx(lom_radius, "lom_radius")
     if any(s - 2 * r < 1 for s, r in zip(shape, radius)):
         raise ValueError(
             f"lom_radius (z, y, x) = {radius} is too large for a volume of shape {tuple(shape)}: "
@@ -106,7 +110,7 @@ def valid_slices(shape: Sequence[int], lom_radius: int | Sequence[int]) -> tuple
 
     A radius of 0 keeps the whole axis.
     """
-    radius = _as_zyx(lom_radius, "lom_radius")
+    radius = as_zyx(lom_radius, "lom_radius")
     return tuple(slice(r, s - r) for s, r in zip(shape, radius))  # type: ignore[return-value]
 
 
@@ -393,8 +397,8 @@ def local_object_mask(
     which is all False for a background centre) and the fraction of True voxels.
     """
     labels = _check_labels(labels)
-    radius = _as_zyx(lom_radius, "lom_radius")
-    center = _as_zyx(center, "center")
+    radius = as_zyx(lom_radius, "lom_radius")
+    center = as_zyx(center, "center")
     for c, r, s in zip(center, radius, labels.shape):
         if c - r < 0 or c + r >= s:
             raise ValueError(

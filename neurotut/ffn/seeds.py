@@ -24,19 +24,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from neurotut.ffn.partitions import as_zyx
+
 #: sigma of the Gaussian blur that sets PolicyPeaks' local edge threshold (the original's 49/6)
 PEAKS_SIGMA = 49.0 / 6.0
 #: the original's fixed seed for PolicyPeaks' tie-breaking noise
 PEAKS_NOISE_SEED = 42
-
-
-def _zyx(values: int | Sequence[int], name: str) -> np.ndarray:
-    if np.isscalar(values):
-        values = (values, values, values)
-    out = np.asarray(values, dtype=np.int64)
-    if out.shape != (3,) or np.any(out < 0):
-        raise ValueError(f"{name} must be 3 non-negative ints (z, y, x), got {values!r}")
-    return out
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -79,7 +72,7 @@ class SeedPolicy:
     ):
         self.image = _check_image(image)
         self.shape = tuple(int(s) for s in self.image.shape)
-        self.margin = _zyx(margin, "margin")
+        self.margin = np.asarray(as_zyx(margin, "margin"), dtype=np.int64)
         self.mask = _check_mask(mask, self.shape)
         self._coords: np.ndarray | None = None
         self.idx = 0
