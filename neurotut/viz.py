@@ -348,9 +348,13 @@ def error_masks(
 
 def show_errors(ax: Axes, raw: np.ndarray, gt: np.ndarray, pred: np.ndarray, z: int,
                 voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0), min_overlap: int = 100,
-                title: str | None = None) -> None:
-    """Slice ``z`` of the EM with split errors in blue and merge errors in red."""
-    split, merge = error_masks(gt, pred, min_overlap)
+                title: str | None = None,
+                masks: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """Slice ``z`` of the EM with split errors in blue and merge errors in red.
+
+    ``masks``: the (split, merge) of :func:`error_masks` when already computed.
+    """
+    split, merge = error_masks(gt, pred, min_overlap) if masks is None else masks
     grey = np.repeat((raw[z].astype(np.float32) / 255.0)[..., None], 3, axis=-1)
     rgb = grey.copy()
     rgb[split[z]] = 0.5 * grey[split[z]] + 0.5 * np.array([0.1, 0.4, 1.0])

@@ -59,3 +59,21 @@ def test_slice_viewer_falls_back_to_a_static_player(monkeypatch):
     assert "animation" in html.data and html.data.count("frames[") >= 3
     with pytest.raises(ValueError):
         viz.slice_viewer(raw, {"bad": labels[:3]})
+
+
+def test_show_errors_draws_given_masks_like_computed_ones():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gt = np.zeros((1, 10, 30), np.uint32)
+    gt[0, :, :10], gt[0, :, 10:20], gt[0, :, 20:] = 1, 2, 3
+    pred = gt.copy()
+    pred[0, :, 10:20] = 1
+    raw = np.full((1, 10, 30), 128, np.uint8)
+    fig, (a, b) = plt.subplots(1, 2)
+    viz.show_errors(a, raw, gt, pred, 0, min_overlap=10)
+    viz.show_errors(b, raw, gt, pred, 0, masks=viz.error_masks(gt, pred, min_overlap=10))
+    assert np.array_equal(a.images[0].get_array(), b.images[0].get_array())
+    plt.close(fig)
