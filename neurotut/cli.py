@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "neurotut.ffn.cli",
     "neurotut.train",
     "neurotut.inference",
+    "neurotut.doctor",
 ]
 
 

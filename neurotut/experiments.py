@@ -9,7 +9,8 @@ Per network it reports
 
 * ``params``: trainable parameters;
 * ``time_per_100_s``: seconds per 100 training iterations (forward + backward of one batch,
-  fastest of the timed repeats, times 100; data loading and the optimiser step excluded);
+  fastest of the timed rounds, times 100; data loading and the optimiser step excluded; the
+  rounds are interleaved over the networks so that the ratios are measured under one load);
 * ``memory_bytes`` / ``memory_method``: on the CPU the bytes *saved for backward*
   (:mod:`neurotut.memory`, ``"saved_tensors"``; transient memory such as the recompute inside a
   reversible or checkpointed backward is not included), on CUDA the peak allocated memory above
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -112,21 +113,11 @@ class Table1Row:
     boundary_baseline: float | None = None
 
 
-def measure_variant(
-    variant: Variant,
-    config: TrainConfig,
-    raw: np.ndarray,
-    labels: np.ndarray,
-    device: torch.device | str = "cpu",
-    repeats: int = 2,
-) -> Table1Row:
-    """Parameters, time and memory of one training step of ``variant`` (no training).
-
-    The batch is one fixed augmented batch of ``config.batch_size`` patches from ``raw``/``labels``;
-    the model is initialised with ``config.seed``. ``repeats=0`` measures the saved bytes only
-    (one forward, no timing: ``time_per_100_s`` is NaN).
-    """
-    device = torch.device(device)
+def _prepare_variant(
+    variant: Variant, config: TrainConfig, raw: np.ndarray, labels: np.ndarray, device: torch.device
+) -> tuple[RSUNet, TrainConfig, Callable[[], torch.Tensor]]:
+    """The model of ``variant`` (initialised with ``config.seed``) and a closure computing the
+    loss of one fixed augmented batch of ``config.batch_size`` patches from ``raw``/``labels``."""
     cfg = replace(config, model=replace(config.model, **variant.model_overrides()))
     sampler = PatchSampler(raw, labels, cfg.patch, cfg.offsets, cfg.augment)
     rng = np.random.default_rng(cfg.seed)
@@ -141,36 +132,79 @@ def measure_variant(
         model = model.to(memory_format=torch.channels_last_3d)
         x = x.contiguous(memory_format=torch.channels_last_3d)
     model.train()
-    params = list(model.parameters())
 
-    def forward():
+    def forward() -> torch.Tensor:
         return affinity_loss(model(x), t, m, cfg.absent_class_weight)
 
+    return model, cfg, forward
+
+
+def measure_variants(
+    variants: Sequence[Variant],
+    config: TrainConfig,
+    raw: np.ndarray,
+    labels: np.ndarray,
+    device: torch.device | str = "cpu",
+    repeats: int = 2,
+) -> list[Table1Row]:
+    """Parameters, time and memory of one training step of every variant (no training).
+
+    Every variant sees the same batch (:func:`_prepare_variant`). Timing is **interleaved**: each
+    of the ``repeats`` rounds times one forward+backward step of every variant in turn, and the
+    fastest round of each variant counts; so a slow spell of a shared machine hits all variants
+    alike instead of whichever happened to be measured then, and the ratios between rows stay
+    meaningful. ``repeats=0`` measures the saved bytes only (``time_per_100_s`` is NaN).
+    """
+    device = torch.device(device)
+    prepared = [_prepare_variant(v, config, raw, labels, device) for v in variants]
+    best = [float("inf")] * len(prepared)
     if repeats > 0:
-        record = measure_step(forward, params, device=device, warmup=1, repeats=repeats)
-    else:  # memory only: one forward with the saved-tensor hooks
-        nbytes, out = saved_tensor_bytes(forward, params)
-        out.backward()
-        record = MemoryRecord(str(device), "saved_tensors", int(nbytes), float("nan"))
-    if record.method == "saved_tensors":
-        saved = record.bytes
-    else:
+        for model, _, forward in prepared:  # warm-up: allocator, one-off initialisation
+            measure_step(forward, model.parameters(), device=device, warmup=0, repeats=1)
+            model.zero_grad(set_to_none=True)
+        for _ in range(repeats):
+            for i, (model, _, forward) in enumerate(prepared):
+                record = measure_step(forward, model.parameters(), device=device, warmup=0, repeats=1)
+                best[i] = min(best[i], record.time_s)
+                model.zero_grad(set_to_none=True)
+    rows = []
+    for v, (model, cfg, forward), seconds in zip(variants, prepared, best):
+        params = list(model.parameters())
+        if device.type == "cuda":
+            record = measure_step(forward, params, method="cuda_peak", device=device, warmup=1, repeats=1)
+        else:
+            nbytes, out = saved_tensor_bytes(forward, params)
+            out.backward()
+            record = MemoryRecord(str(device), "saved_tensors", int(nbytes), float("nan"))
         saved, out = saved_tensor_bytes(forward, params)
         out.backward()
-    model.zero_grad(set_to_none=True)
-    return Table1Row(
-        network=variant.label,
-        kind=variant.kind,
-        depth=variant.depth,
-        params=count_parameters(model),
-        time_per_100_s=100 * record.time_s,
-        memory_bytes=record.bytes,
-        memory_method=record.method,
-        saved_bytes=int(saved),
-        device=record.device,
-        patch="x".join(str(p) for p in cfg.patch),
-        batch=cfg.batch_size,
-    )
+        model.zero_grad(set_to_none=True)
+        rows.append(Table1Row(
+            network=v.label,
+            kind=v.kind,
+            depth=v.depth,
+            params=count_parameters(model),
+            time_per_100_s=100 * seconds if repeats > 0 else float("nan"),
+            memory_bytes=record.bytes,
+            memory_method=record.method,
+            saved_bytes=int(saved),
+            device=record.device,
+            patch="x".join(str(p) for p in cfg.patch),
+            batch=cfg.batch_size,
+        ))
+    return rows
+
+
+def measure_variant(
+    variant: Variant,
+    config: TrainConfig,
+    raw: np.ndarray,
+    labels: np.ndarray,
+    device: torch.device | str = "cpu",
+    repeats: int = 2,
+) -> Table1Row:
+    """:func:`measure_variants` for one variant."""
+    return measure_variants([variant], config, raw, labels, device, repeats)[0]
 
 
 def baseline_affinities(raw: np.ndarray) -> np.ndarray:
@@ -270,7 +304,7 @@ def run_table1(
         eval_window: sliding window for scoring (default: the crop itself when it suits the
             network, else the patch).
         device: where to run.
-        repeats: timed steps per measurement (the fastest counts).
+        repeats: timing rounds, interleaved over the variants (the fastest round counts).
         progress: print one line per network.
     """
     device = torch.device(device)
@@ -278,8 +312,8 @@ def run_table1(
     steps = config.steps if train_steps is None else int(train_steps)
     rows: list[Table1Row] = []
     trained: dict[tuple[int, bool], dict] = {}
-    for v in variants:
-        row = measure_variant(v, config, train_raw, train_labels, device, repeats)
+    measured = measure_variants(variants, config, train_raw, train_labels, device, repeats)
+    for v, row in zip(variants, measured):
         wanted = train_variants is None or any(
             w.depth == v.depth and (w.kind == "reversible") == (v.kind == "reversible")
             for w in train_variants
