@@ -228,6 +228,25 @@ def test_clip_gradient_entries():
     assert torch.equal(layer.bias.grad, torch.tensor([0.69, -0.7]))
 
 
+def test_staircase_learning_rate_decay(synthetic_volume):
+    cfg = TrainConfig(learning_rate=0.01, learning_rate_decay_factor=0.5, decay_steps=4)
+    assert [cfg.learning_rate_at(s) for s in (0, 3, 4, 7, 8, 12)] == [0.01, 0.01, 0.005, 0.005, 0.0025, 0.00125]
+    assert TrainConfig(learning_rate=0.01).learning_rate_at(10**6) == 0.01  # off by default (classic)
+    trainer = _trainer(synthetic_volume, optimizer="adam", learning_rate=0.01,
+                       learning_rate_decay_factor=0.1, decay_steps=2)
+    seen = []
+    for _ in range(5):
+        trainer.step()
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
+    assert trainer.summarize()["learning_rate"] == pytest.approx(0.0001)
+    for bad in (dict(decay_steps=10), dict(learning_rate_decay_factor=0.5),
+                dict(learning_rate_decay_factor=1.5, decay_steps=10),
+                dict(learning_rate_decay_factor=0.5, decay_steps=0)):
+        with pytest.raises(ValueError, match="decay"):
+            TrainConfig(**bad)
+
+
 def test_one_step_sgd_clipped_writes_back_and_has_no_gradient_across_moves(synthetic_volume):
     trainer = _trainer(synthetic_volume, batch_size=3, max_gradient_entry_mag=1e-4, learning_rate=0.5)
     fov = TINY.fov_size
@@ -284,9 +303,12 @@ def _strip_rates(history):
     return [{k: v for k, v in row.items() if k != "steps_per_sec"} for row in history]
 
 
-@pytest.mark.parametrize("optimizer, policy", [("sgd", "fixed"), ("adam", "max_pred_moves")])
-def test_resume_is_exact(synthetic_volume, tmp_path, optimizer, policy):
+@pytest.mark.parametrize("optimizer, policy, decay", [("sgd", "fixed", None), ("adam", "max_pred_moves", None),
+                                                     ("adam", "fixed", (0.5, 3))])
+def test_resume_is_exact(synthetic_volume, tmp_path, optimizer, policy, decay):
     kwargs = dict(optimizer=optimizer, fov_policy=policy, batch_size=2)
+    if decay is not None:  # the decay stairs (steps 3, 6, 9) straddle the resume at step 5
+        kwargs.update(learning_rate_decay_factor=decay[0], decay_steps=decay[1])
     straight = _trainer(synthetic_volume, **kwargs)
     straight.train(10, summary_every=5, progress=False)
 

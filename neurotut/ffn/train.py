@@ -83,6 +83,10 @@ class TrainConfig:
     batch_size: int = 4
     optimizer: str = "sgd"  # "sgd" or "adam"
     learning_rate: float = 1e-3
+    #: staircase exponential decay of google/ffn HEAD: ``lr * factor ** (step // decay_steps)``;
+    #: off (the classic behaviour) unless both are set
+    learning_rate_decay_factor: float | None = None
+    decay_steps: int | None = None
     max_gradient_entry_mag: float = 0.7  # 0 disables clipping
     fov_policy: str = "fixed"  # "fixed" or "max_pred_moves"
     fov_moves: int = 1
@@ -108,6 +112,15 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if (self.learning_rate_decay_factor is None) != (self.decay_steps is None):
+            raise ValueError("learning-rate decay needs both learning_rate_decay_factor and decay_steps")
+        if self.decay_steps is not None and (
+            self.decay_steps < 1 or not 0.0 < self.learning_rate_decay_factor <= 1.0
+        ):
+            raise ValueError(
+                f"need decay_steps >= 1 and 0 < learning_rate_decay_factor <= 1, got "
+                f"{self.decay_steps} and {self.learning_rate_decay_factor}"
+            )
         if self.max_gradient_entry_mag < 0:
             raise ValueError("max_gradient_entry_mag must be >= 0 (0 disables clipping)")
         if self.fov_policy not in ("fixed", "max_pred_moves"):
@@ -129,6 +142,13 @@ class TrainConfig:
                 f"{self.patch_size}; permuting them would change the patch shape (use axes of "
                 "equal size, e.g. y and x with an FOV square in y, x, or none)"
             )
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based): constant, or the staircase
+        decay ``learning_rate * learning_rate_decay_factor ** (step // decay_steps)``."""
+        if self.decay_steps is None:
+            return self.learning_rate
+        return self.learning_rate * self.learning_rate_decay_factor ** (step // self.decay_steps)
 
     @property
     def moves_per_example(self) -> int:
@@ -835,6 +855,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
             logits = self.model(image, seed)
         loss = F.binary_cross_entropy_with_logits(logits.float(), target)
+        for group in self.optimizer.param_groups:  # a function of the step: resumes exactly
+            group["lr"] = cfg.learning_rate_at(self.global_step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradient_entries(self.model, cfg.max_gradient_entry_mag)
@@ -864,6 +886,7 @@ class Trainer:
                "loss": self._loss_sum / self._loss_steps if self._loss_steps else float("nan")}
         row.update(self.counts.metrics())
         row["steps_per_sec"] = float(steps_per_sec)
+        row["learning_rate"] = self.config.learning_rate_at(max(self.global_step - 1, 0))
         self.history.append(row)
         self.counts = EvalCounts()
         self._loss_sum, self._loss_steps = 0.0, 0

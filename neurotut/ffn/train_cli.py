@@ -98,6 +98,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         batch_size=args.batch_size,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,
+        learning_rate_decay_factor=args.learning_rate_decay_factor,
+        decay_steps=args.decay_steps,
         max_gradient_entry_mag=args.max_gradient_entry_mag,
         fov_policy=args.fov_policy,
         fov_moves=args.fov_moves,
@@ -240,6 +242,10 @@ def register_train(steps: argparse._SubParsersAction) -> None:
     t.add_argument("--batch_size", type=int, default=4, help="example streams per step (default 4)")
     t.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="default sgd")
     t.add_argument("--learning_rate", type=float, default=0.001, help="default 0.001")
+    t.add_argument("--learning_rate_decay_factor", type=float, default=None,
+                   help="staircase decay: lr * factor ** (step // decay_steps) (default: none)")
+    t.add_argument("--decay_steps", type=int, default=None,
+                   help="steps per decay stair (needs --learning_rate_decay_factor)")
     t.add_argument("--max_gradient_entry_mag", type=float, default=0.7,
                    help="clip every gradient entry to +-this (default 0.7; 0 disables)")
     t.add_argument("--fov_policy", choices=("fixed", "max_pred_moves"), default="fixed",
