@@ -4,7 +4,9 @@ memory flatness, torch.compile and DDP."""
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import time
 
 import pytest
 import torch
@@ -442,6 +444,10 @@ def _ddp_worker(rank: int, world_size: int, store: str, out_dir: str) -> None:
         torch.save([p.grad for p in net.module.parameters()], f"{out_dir}/grads{rank}.pt")
     finally:
         dist.destroy_process_group()
+    # Leave without the interpreter's clean-up: destroying the DDP reducer at exit destroys the
+    # gloo process group, whose destructor joins a worker thread while holding the GIL, and that
+    # thread may be waiting for the GIL to release a finished all-reduce: a deadlock seen in CI.
+    os._exit(0)
 
 
 def test_ddp_two_processes_average_gradients(tmp_path):
@@ -452,7 +458,14 @@ def test_ddp_two_processes_average_gradients(tmp_path):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    context = mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2,
+                       join=False)
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):  # raises if a worker failed
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two DDP workers did not finish within 300 s")
     expected = []
     for rank in range(2):
         torch.manual_seed(0)
