@@ -397,36 +397,66 @@ def test_torch_compile_gives_same_gradients(backend):
     assert_same_grads(net, ref, 1e-4)
 
 
-def test_ddp_single_process_gloo(tmp_path):
-    """DistributedDataParallel (gloo, world size 1, CPU): gradients and two optimizer steps match
-    the unwrapped model, with the reducer's bookkeeping (no 'marked ready twice' errors)."""
+def _ddp_one_process_worker(rank: int, store: str, out_dir: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
-    dist.init_process_group(
-        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
-    )
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     try:
         torch.manual_seed(0)
         net = TinyNet()
-        ref = copy.deepcopy(net)
         ddp = DDP(net)
         opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
-        opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1)
+        grads = []
         for step in range(2):
-            x = torch.randn(2, 1, 4, 8, 8)
-            for model, optimizer in ((ddp, opt), (ref, opt_ref)):
-                optimizer.zero_grad()
-                model(x).square().mean().backward()
-            assert_same_grads(net, ref, 1e-5)
+            torch.manual_seed(10 + step)
+            opt.zero_grad()
+            ddp(torch.randn(2, 1, 4, 8, 8)).square().mean().backward()
+            grads.append([p.grad.clone() for p in net.parameters()])
             opt.step()
-            opt_ref.step()
-        for a, b in zip(net.parameters(), ref.parameters()):
-            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+        torch.save({"grads": grads, "params": [p.detach() for p in net.parameters()]},
+                   f"{out_dir}/one_process.pt")
     finally:
         dist.destroy_process_group()
+    os._exit(0)  # see _ddp_worker
+
+
+def _spawn(worker, args: tuple, nprocs: int, limit_s: float = 300) -> None:
+    """Run ``worker(rank, *args)`` in ``nprocs`` fresh processes; fail (not hang) after ``limit_s``."""
+    import torch.multiprocessing as mp
+
+    context = mp.spawn(worker, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + limit_s
+    while not context.join(timeout=5):  # raises if a worker failed
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the DDP workers did not finish within {limit_s} s")
+
+
+def test_ddp_single_process_gloo(tmp_path):
+    """DistributedDataParallel (gloo, world size 1, CPU, in a fresh process): gradients and two
+    optimizer steps match the unwrapped model, with the reducer's bookkeeping (no 'marked ready
+    twice' errors)."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    _spawn(_ddp_one_process_worker, (str(tmp_path / "store"), str(tmp_path)), nprocs=1)
+    got = torch.load(tmp_path / "one_process.pt", weights_only=True)
+    torch.manual_seed(0)
+    ref = TinyNet()
+    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1)
+    for step in range(2):
+        torch.manual_seed(10 + step)
+        opt_ref.zero_grad()
+        ref(torch.randn(2, 1, 4, 8, 8)).square().mean().backward()
+        for g, p in zip(got["grads"][step], ref.parameters()):
+            assert max_rel(g, p.grad) <= 1e-5
+        opt_ref.step()
+    for a, b in zip(got["params"], ref.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 def _ddp_worker(rank: int, world_size: int, store: str, out_dir: str) -> None:
@@ -454,18 +484,10 @@ def test_ddp_two_processes_average_gradients(tmp_path):
     """Two gloo processes on CPU: DDP's all-reduced gradients equal the mean of what each rank's
     data gives the plain (non-reversible) model."""
     import torch.distributed as dist
-    import torch.multiprocessing as mp
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    context = mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2,
-                       join=False)
-    deadline = time.monotonic() + 300
-    while not context.join(timeout=5):  # raises if a worker failed
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two DDP workers did not finish within 300 s")
+    _spawn(_ddp_worker, (2, str(tmp_path / "store"), str(tmp_path)), nprocs=2)
     expected = []
     for rank in range(2):
         torch.manual_seed(0)
