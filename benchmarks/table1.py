@@ -34,6 +34,7 @@ import torch
 from neurotut import config
 from neurotut.data import load_tutorial_volume, train_val_split
 from neurotut.experiments import (
+    GOALS,
     baseline_affinities,
     goal_ratios,
     run_table1,
@@ -92,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     base = score_affinities(baseline_affinities(va_raw), va_lab, cfg.val_thresholds)
     md = to_markdown(rows)
     ratios = goal_ratios(rows)
-    goals = {"rev_memory_n4_over_n1": 1.05, "rev_over_base_memory_at_max_n": 0.6,
-             "rev_over_base_time_at_n": 1.4}
+    goals = GOALS
     lines = [
         f"Measured with neurotut on {rows[0].device} ({config.describe()}); {elapsed:.0f} s in all.",
         f"Widths {cfg.model.widths}, patch {cfg.patch}, batch {cfg.batch_size}, {steps} training "
