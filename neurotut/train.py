@@ -59,6 +59,8 @@ class TrainConfig:
         batch_size: patches per step.
         steps: total optimiser steps of the run.
         lr, betas, eps: Adam.
+        lr_decay_factor, lr_decay_steps: staircase decay, the learning rate of step ``s``
+            (counted from 0) is ``lr * lr_decay_factor ** (s // lr_decay_steps)``; 0 steps: none.
         offsets: the affinity offsets predicted, one per output channel.
         augment: augmentation settings (:class:`neurotut.augment.AugmentConfig`).
         absent_class_weight: loss weight of both classes in a channel of a patch where one class
@@ -89,6 +91,8 @@ class TrainConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    lr_decay_factor: float = 1.0
+    lr_decay_steps: int = 0
     offsets: tuple[tuple[int, int, int], ...] = SUPERHUMAN_OFFSETS
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     absent_class_weight: float = 1.0
@@ -125,9 +129,17 @@ class TrainConfig:
             )
         if self.batch_size < 1 or self.steps < 0 or self.lr <= 0:
             raise ValueError("need batch_size >= 1, steps >= 0 and lr > 0")
+        if not 0 < self.lr_decay_factor <= 1 or self.lr_decay_steps < 0:
+            raise ValueError("need 0 < lr_decay_factor <= 1 and lr_decay_steps >= 0")
         if min(self.val_every, self.checkpoint_every, self.val_patches, self.bn_calibration) < 0 or (
                 self.log_every < 1):
             raise ValueError("intervals and counts must be >= 0 (log_every >= 1)")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based)."""
+        if not self.lr_decay_steps:
+            return self.lr
+        return self.lr * self.lr_decay_factor ** (step // self.lr_decay_steps)
 
     def to_dict(self) -> dict:
         """Plain (JSON) types only."""
@@ -735,6 +747,8 @@ def train(
                 logits = model(x)
             loss = affinity_loss(logits, t, m, config.absent_class_weight)
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -861,6 +875,7 @@ def _train_command(args: argparse.Namespace) -> int:
     over = {k: v for k, v in {
         "steps": args.steps, "patch": tuple(args.patch) if args.patch else None,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "lr_decay_factor": args.lr_decay_factor, "lr_decay_steps": args.lr_decay_steps,
         "val_every": args.val_every, "checkpoint_every": args.checkpoint_every,
         "val_crop": tuple(args.val_crop) if args.val_crop else None,
     }.items() if v is not None}
@@ -910,6 +925,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patch", type=int, nargs=3, metavar=("Z", "Y", "X"), help="patch size")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-decay-factor", type=float,
+                   help="staircase decay: multiply the learning rate by this every --lr-decay-steps")
+    p.add_argument("--lr-decay-steps", type=int, help="steps between decays (0: constant rate)")
     p.add_argument("--seed", type=int)
     p.add_argument("--widths", type=int, nargs="+", help="channels per scale, e.g. 28 36 48 64 80")
     p.add_argument("--depth", type=int, help="residual units / reversible blocks per module")

@@ -342,3 +342,12 @@ def test_live_curves_print_outside_notebooks_and_draw(capsys):
     curves.draw(axes)
     assert len(axes[0].lines) == 2 and len(axes[1].lines) == 2  # network + baseline
     plt.close(fig)
+
+
+def test_staircase_learning_rate():
+    cfg = TrainConfig(model=TINY_MODEL, patch=(2, 8, 8), lr=0.4, lr_decay_factor=0.5,
+                      lr_decay_steps=3)
+    assert [cfg.lr_at(s) for s in (0, 2, 3, 5, 6, 9)] == [0.4, 0.4, 0.2, 0.2, 0.1, 0.05]
+    assert TrainConfig(lr=0.3).lr_at(10_000) == 0.3
+    with pytest.raises(ValueError, match="lr_decay_factor"):
+        TrainConfig(lr_decay_factor=1.5)
