@@ -9,6 +9,7 @@ from torch import nn
 from neurotut.ffn.model import (
     ConvStack3DFFN,
     FFNModelConfig,
+    cpu_axis_order,
     count_parameters,
     model_args_to_zyx,
     parameter_table,
@@ -122,3 +123,21 @@ def test_bad_input_shapes_are_refused():
         model(torch.zeros(1, 1, 3, 3, 3), torch.zeros(1, 1, 3, 3, 5))
     with pytest.raises(ValueError, match=r"\(B, 1, Z, Y, X\)"):
         model(torch.zeros(1, 3, 3, 3), torch.zeros(1, 3, 3, 3))
+
+
+def test_batch_one_on_cpu_runs_with_reordered_axes_and_the_same_result():
+    torch.manual_seed(0)
+    model = ConvStack3DFFN(depth=3, features=8, fov_size=(5, 9, 7), deltas=(1, 2, 2)).eval()
+    image, seed = torch.randn(2, 1, 5, 9, 7), torch.randn(2, 1, 5, 9, 7)
+    assert cpu_axis_order(image[:1]) == (1, 2, 0)  # y (9), x (7), z (5)
+    assert cpu_axis_order(image) == (0, 1, 2)  # batches keep the order
+    with torch.no_grad():
+        batched = model(image, seed)  # the ordinary path
+        single = torch.cat([model(image[i : i + 1], seed[i : i + 1]) for i in range(2)])
+    assert single.shape == batched.shape
+    torch.testing.assert_close(single, batched, atol=1e-5, rtol=1e-5)
+    # gradients flow through the reordered path as through the ordinary one
+    w = model.conv0_a.weight
+    g1 = torch.autograd.grad(model(image[:1], seed[:1]).sum(), w)[0]
+    g2 = torch.autograd.grad(model(image[:2], seed[:2])[:1].sum(), w)[0]
+    torch.testing.assert_close(g1, g2, atol=1e-4, rtol=1e-4)
