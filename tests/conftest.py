@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-SHARED_CROP = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "snemi3d_ffn_windows"
+SHARED_DATA_ENV = "NEUROTUT_SHARED_DATA"
+
+
+def shared_data_dir() -> Path:
+    """The local copies of the public data: ``$NEUROTUT_SHARED_DATA``, else ``../shared/data``."""
+    if os.environ.get(SHARED_DATA_ENV):
+        return Path(os.environ[SHARED_DATA_ENV])
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -48,11 +56,22 @@ def http_root(tmp_path):
 
 
 @pytest.fixture
-def shared_crop() -> Path:
-    """The local copy of the crop's files (a filled download cache), or a skip."""
-    if not SHARED_CROP.is_dir():
-        pytest.skip(f"no local copy of the SNEMI3D crop at {SHARED_CROP}")
-    return SHARED_CROP
+def shared_data():
+    """``shared_data(folder)``: a folder of the local data copies (a filled download cache), or a skip."""
+
+    def folder(name: str) -> Path:
+        path = shared_data_dir() / name
+        if not path.is_dir():
+            pytest.skip(f"no local copy of {name} at {path} (set {SHARED_DATA_ENV})")
+        return path
+
+    return folder
+
+
+@pytest.fixture
+def shared_crop(shared_data) -> Path:
+    """The local copy of the crop's files, or a skip."""
+    return shared_data("snemi3d_ffn_windows")
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,10 @@ from neurotut.data.stacks import mean_std, stack_to_h5
 
 def _list(args: argparse.Namespace) -> int:
     print(f"data dir: {config.data_dir()}")
+    width = max(len(name) for name in REGISTRY)
     for name, ds in REGISTRY.items():
         state = "cached" if is_cached(name) else "not cached"
-        print(f"{name:14s} {len(ds.files):4d} files  {state:10s}  {ds.description}")
+        print(f"{name:{width}s} {len(ds.files):4d} files  {state:10s}  {ds.description}")
     return 0
 
 

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 SNEMI3D_VOXEL_SIZE_NM = (30.0, 6.0, 6.0)  # (z, y, x)
+FIB25_SAMPLE_VOXEL_SIZE_NM = (10.0, 10.0, 10.0)  # training_sample2: isotropic FIB-SEM
 
 KASTHURI = "Kasthuri et al., Cell 162(3):648-661, 2015"
 SNEMI3D_CHALLENGE = "SNEMI3D challenge, http://brainiac2.mit.edu/SNEMI3D/ (annotation by Daniel R. Berger)"
+FFN_PAPER = "Januszewski et al., Nature Methods 15:605-610, 2018"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,42 @@ def _build_registry() -> dict[str, Dataset]:
             attribution=f"EM data: {KASTHURI}; {SNEMI3D_CHALLENGE}; Zenodo 10.5281/zenodo.7142003",
             voxel_size=SNEMI3D_VOXEL_SIZE_NM,
             files=_read_table("snemi3d"),
+        ),
+        "ffn-windows-models": Dataset(
+            name="ffn-windows-models",
+            description=(
+                "The ffn_windows workshop's SNEMI3D Flood-Filling Networks: TensorFlow checkpoints "
+                "after 2,013,116, 4,000,000 and 7,000,000 steps and the workshop's inference.pbtxt"
+            ),
+            licence="MIT (urakubo/ffn_windows LICENSE, copyright 2019 urakubo)",
+            attribution=f"Networks trained by H. Urakubo, urakubo/ffn_windows (MIT); method: {FFN_PAPER}",
+            voxel_size=SNEMI3D_VOXEL_SIZE_NM,  # trained on the SNEMI3D crop
+            files=_read_table("ffn-windows-models"),
+        ),
+        "google-ffn-fib25": Dataset(
+            name="google-ffn-fib25",
+            description=(
+                "google/ffn's FIB-25 network (checkpoint model.ckpt-27465036), its inference "
+                "request for training_sample2 and google/ffn's own segmentation of that volume"
+            ),
+            licence="Apache-2.0 (google/ffn LICENSE)",
+            attribution=f"google/ffn (Apache-2.0); {FFN_PAPER}",
+            voxel_size=FIB25_SAMPLE_VOXEL_SIZE_NM,  # the segmentation's; the network ran at it
+            files=_read_table("google-ffn-fib25"),
+        ),
+        "fib25-training-sample2": Dataset(
+            name="fib25-training-sample2",
+            description=(
+                "FlyEM NeuroProof training_sample2: a 250 x 250 x 250 FIB-SEM cube of the "
+                "Drosophila medulla at 10 nm (250 PNG sections) with dense ground truth"
+            ),
+            licence="CC-BY-3.0 (janelia-flyem/neuroproof_examples LICENSE.txt)",
+            attribution=(
+                "FlyEM, Janelia Research Campus: janelia-flyem/neuroproof_examples, "
+                "training_sample2 (CC-BY-3.0)"
+            ),
+            voxel_size=FIB25_SAMPLE_VOXEL_SIZE_NM,
+            files=_read_table("fib25-training-sample2"),
         ),
     }
 

@@ -79,7 +79,7 @@ class Volume:
     raw: np.ndarray  # (Z, Y, X) uint8
     labels: np.ndarray  # (Z, Y, X) uint32, 0 = unlabelled
     voxel_size: tuple[float, float, float]  # (z, y, x) nm
-    name: str  # "snemi3d-crop", "snemi3d" or "synthetic"
+    name: str  # a registry name ("snemi3d-crop", "fib25-training-sample2", ...) or "synthetic"
     attribution: str
 
     @property
