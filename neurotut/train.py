@@ -448,6 +448,20 @@ def load_model(path: str | Path, device: str | torch.device | None = "cpu") -> t
     return model, cfg
 
 
+def export_weights(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write the evaluation part of a training checkpoint to ``out``: the weights, the evaluation
+    BatchNorm statistics, the configuration, the step and the training history, without the
+    optimizer, scaler and random states (a third of the size). :func:`load_model` reads it;
+    :func:`train` refuses to resume from it."""
+    ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
+    load_checkpoint(checkpoint)  # validates the format
+    keep = {k: ckpt[k] for k in ("format", "step", "config", "model", "eval_norm", "losses", "history")}
+    keep.update(optimizer={}, scaler={}, rng={})
+    with atomic_path(out, overwrite=overwrite) as tmp:
+        torch.save(keep, tmp)
+    return Path(out)
+
+
 # --------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------
@@ -623,6 +637,9 @@ def train(
         if resume is True and out_path is None:
             raise ValueError("resume=True needs out_dir")
         ckpt = load_checkpoint(resume_path, map_location=device)
+        if not ckpt.get("optimizer"):
+            raise ValueError(f"{resume_path} holds exported weights only (no optimizer state); "
+                             "it can be evaluated or fine-tuned from, not resumed")
         _check_resume_config(ckpt["config"], config)
     elif out_path is not None and (out_path / "last.pt").exists() and not overwrite:
         raise OutputExistsError(

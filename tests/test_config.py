@@ -48,6 +48,19 @@ def test_seed_everything_is_reproducible():
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
 
 
+def test_seed_everything_fixes_the_thread_count_of_the_profile(monkeypatch):
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        monkeypatch.setenv("NEUROTUT_PROFILE", "quick")
+        torch.set_num_threads(1)
+        config.seed_everything(0)
+        assert torch.get_num_threads() == config.PROFILES["quick"].cpu_threads == 2
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
 def test_data_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROTUT_DATA_DIR", str(tmp_path / "d"))
     assert config.data_dir() == tmp_path / "d" and (tmp_path / "d").is_dir()

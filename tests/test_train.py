@@ -351,3 +351,24 @@ def test_staircase_learning_rate():
     assert TrainConfig(lr=0.3).lr_at(10_000) == 0.3
     with pytest.raises(ValueError, match="lr_decay_factor"):
         TrainConfig(lr_decay_factor=1.5)
+
+
+def test_exported_weights_load_like_the_checkpoint_and_refuse_resume(synthetic, tmp_path):
+    from neurotut.train import export_weights
+
+    tr_raw, tr_lab, va_raw, va_lab = synthetic
+    cfg = replace(tiny_config(), steps=2)
+    train(cfg, tr_raw, tr_lab, va_raw, va_lab, out_dir=tmp_path / "run", progress=False)
+    out = export_weights(tmp_path / "run" / "last.pt", tmp_path / "weights.pt")
+    assert out.stat().st_size < (tmp_path / "run" / "last.pt").stat().st_size
+    with pytest.raises(OutputExistsError):
+        export_weights(tmp_path / "run" / "last.pt", tmp_path / "weights.pt")
+    full, _ = load_model(tmp_path / "run" / "last.pt")
+    small, small_cfg = load_model(out)
+    assert small_cfg == cfg
+    x = torch.rand(1, 1, *cfg.patch)
+    with torch.no_grad():
+        assert torch.equal(full(x), small(x))
+    assert load_checkpoint(out)["history"] == load_checkpoint(tmp_path / "run" / "last.pt")["history"]
+    with pytest.raises(ValueError, match="exported weights only"):
+        train(replace(cfg, steps=4), tr_raw, tr_lab, out_dir=tmp_path / "run2", resume=out, progress=False)
