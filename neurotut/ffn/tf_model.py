@@ -138,7 +138,8 @@ def ffn_from_tf_checkpoint(
     prefix = checkpoint_prefix(prefix)
     variables = list_variables(prefix)
     config = config_from_variables(prefix, variables, model_args)
-    names = [f"{SCOPE}/{layer}/{kind}" for layer in layer_names(config.depth) for kind in ("weights", "biases")]
+    layers = layer_names(config.depth)
+    names = [f"{SCOPE}/{layer}/{kind}" for layer in layers for kind in ("weights", "biases")]
     has_step = "global_step" in variables
     arrays = read_checkpoint(prefix, names + (["global_step"] if has_step else []))
     model = ConvStack3DFFN(config)
@@ -146,7 +147,7 @@ def ffn_from_tf_checkpoint(
     modules += [f"residual.{i - 1}.conv_{ab}" for i in range(1, config.depth) for ab in "ab"]
     modules += ["conv_lom"]
     state = {}
-    for module, layer in zip(modules, layer_names(config.depth), strict=True):
+    for module, layer in zip(modules, layers, strict=True):
         weights = arrays[f"{SCOPE}/{layer}/weights"].astype(np.float32)
         state[f"{module}.weight"] = torch.from_numpy(np.ascontiguousarray(weights.transpose(4, 3, 0, 1, 2)))
         state[f"{module}.bias"] = torch.from_numpy(arrays[f"{SCOPE}/{layer}/biases"].astype(np.float32))
