@@ -2,6 +2,7 @@
 
 * ``neurotut ffn partitions`` mirrors google/ffn ``compute_partitions.py``
 * ``neurotut ffn coordinates`` mirrors google/ffn ``build_coordinates.py``
+* ``neurotut ffn convert`` turns a google/ffn TensorFlow checkpoint into a neurotut one
 
 Volumes are named ``file.h5:dataset`` or ``file.h5@dataset`` (the ``@`` form works with Windows
 drive letters). Flags the original takes in x, y, z order say so in their help and are converted
@@ -166,6 +167,18 @@ def run_coordinates(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_convert(args: argparse.Namespace) -> int:
+    from neurotut.ffn.tf_model import convert_checkpoint, parse_model_args
+
+    path, config, step = convert_checkpoint(args.prefix, args.output, args.model_args, args.overwrite)
+    print(f"wrote {path}: ConvStack3D depth {config.depth}, {config.features} features, "
+          f"fov (z, y, x) {config.fov_size}, deltas {config.deltas}, global_step {step}")
+    if not {"fov_size", "deltas"} <= set(parse_model_args(args.model_args)):
+        print("note: the TensorFlow checkpoint holds no fov_size / deltas and --model_args gave "
+              "not both; the defaults above were used", file=sys.stderr)
+    return 0
+
+
 def _guard(func):
     """Bad dtypes arrive as TypeError; report them like the other user errors."""
 
@@ -183,7 +196,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``neurotut ffn`` with its ``partitions`` and ``coordinates`` subcommands."""
     ffn = subparsers.add_parser(
         "ffn",
-        help="Flood-Filling Network workflow steps (partitions, coordinates)",
+        help="Flood-Filling Network workflow steps (partitions, coordinates, train, inference, convert)",
         description="Flood-Filling Network workflow steps, with the flags of google/ffn.",
     )
     steps = ffn.add_subparsers(dest="ffn_command", required=True, metavar="STEP")
@@ -252,6 +265,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_guard(run_coordinates))
+
+    v = steps.add_parser(
+        "convert",
+        help="google/ffn TensorFlow checkpoint -> neurotut FFN checkpoint (.pt)",
+        description=(
+            "Reads a TensorFlow checkpoint of google/ffn's ConvStack3DFFNModel (PREFIX.index + "
+            "PREFIX.data-*; no TensorFlow needed), checks every checksum and writes the network "
+            "as a neurotut FFN checkpoint for neurotut ffn inference. Depth and features come "
+            "from the weights, fov_size and deltas from --model_args."
+        ),
+    )
+    v.add_argument("prefix", help="checkpoint prefix, e.g. training_results/model.ckpt-7000000 "
+                                  "(or its .index file)")
+    v.add_argument("output", help="the neurotut checkpoint to write, e.g. model.ckpt-7000000.pt")
+    v.add_argument("--model_args", default=None,
+                   help="the original's JSON with fov_size and deltas in x, y, z, e.g. "
+                        "'{\"depth\": 9, \"fov_size\": [33, 33, 17], \"deltas\": [8, 8, 4]}'; "
+                        "a depth given must match the weights")
+    v.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    v.set_defaults(func=_guard(run_convert))
 
     from neurotut.ffn.inference import register_cli as register_inference
 

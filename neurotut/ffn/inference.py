@@ -948,9 +948,11 @@ class InferenceRequest:
     """The original's ``InferenceRequest``, with the fields neurotut runs.
 
     ``image`` is ``file.h5:dataset`` (or ``@``); ``model_checkpoint_path`` a neurotut FFN
-    checkpoint (``model.ckpt-<step>.pt`` of :mod:`neurotut.ffn.train`); ``model_args`` the
-    original's JSON with ``fov_size`` / ``deltas`` in x, y, z (optional: the checkpoint knows
-    its architecture; when given, it must agree).
+    checkpoint (``model.ckpt-<step>.pt`` of :mod:`neurotut.ffn.train`) or a google/ffn
+    TensorFlow checkpoint prefix (``model.ckpt-7000000``, read by :mod:`neurotut.ffn.tf_model`);
+    ``model_args`` the original's JSON with ``fov_size`` / ``deltas`` in x, y, z (optional for a
+    neurotut checkpoint, which knows its architecture; when given, it must agree; a TensorFlow
+    checkpoint takes its fov_size and deltas from it).
     """
 
     image: str
@@ -1063,13 +1065,32 @@ def parse_bounding_box(text: str) -> tuple[tuple[int, int, int], tuple[int, int,
     return start, size  # type: ignore[return-value]
 
 
-def load_predictor(request: InferenceRequest, device=None):
-    """The network of a request: (TorchPredictor, model config). Checks ``model_args`` and warns
-    when pad_value / move_threshold differ from training's seed_pad / threshold."""
-    from neurotut.ffn.model import model_args_to_zyx
-    from neurotut.ffn.train import model_from_checkpoint
+def _load_network(path: str, model_args: Mapping, device):
+    """(model, TrainConfig) of a neurotut ``.pt`` checkpoint or a google/ffn TensorFlow
+    checkpoint prefix (whose fov_size / deltas come from ``model_args``)."""
+    from neurotut.ffn.tf_checkpoint import is_tf_checkpoint
+    from neurotut.ffn.train import TrainConfig, model_from_checkpoint
 
-    model, train_config = model_from_checkpoint(request.model_checkpoint_path, device or "cpu")
+    if is_tf_checkpoint(path):
+        from neurotut.ffn.tf_model import ffn_from_tf_checkpoint
+
+        model, config, _ = ffn_from_tf_checkpoint(path, model_args)
+        return model.to(device), TrainConfig(model=config)  # the original's training defaults
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"no such checkpoint: {path} (neither a neurotut .pt file nor a TensorFlow "
+            f"checkpoint {path}.index)"
+        )
+    return model_from_checkpoint(path, device)
+
+
+def load_predictor(request: InferenceRequest, device=None):
+    """The network of a request: (TorchPredictor, model config). ``model_checkpoint_path`` is a
+    neurotut checkpoint or a google/ffn TensorFlow checkpoint prefix. Checks ``model_args`` and
+    warns when pad_value / move_threshold differ from training's seed_pad / threshold."""
+    from neurotut.ffn.model import model_args_to_zyx
+
+    model, train_config = _load_network(request.model_checkpoint_path, request.model_args, device or "cpu")
     if request.model_args:
         asked = model_args_to_zyx(request.model_args)
         have = model.config
@@ -1189,7 +1210,8 @@ def register_cli(steps: argparse._SubParsersAction) -> None:
             "Flood-fill a subvolume with a trained FFN, as google/ffn's run_inference.py: the "
             "request (YAML, or the original's text proto fields image, image_mean, image_stddev, "
             "model_checkpoint_path, model_args, segmentation_output_dir, seed_policy, "
-            "inference_options, checkpoint_interval) and the bounding box. Writes "
+            "inference_options, checkpoint_interval) and the bounding box. The checkpoint may "
+            "be a neurotut .pt file or a google/ffn TensorFlow checkpoint prefix. Writes "
             "<out>/<x>/<y>/seg-<x>_<y>_<z>.npz and .prob; refuses to replace them without "
             "--overwrite; resumes from a .cpoint checkpoint of an interrupted run."
         ),

@@ -976,6 +976,9 @@ class Trainer:
         """Restore a :meth:`state_dict` (the config must be the same)."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not a neurotut FFN checkpoint")
+        if "optimizer" not in state:
+            raise ValueError("the checkpoint holds only a network (converted from TensorFlow?); "
+                             "it cannot resume a training run")
         if TrainConfig.from_dict(state["config"]) != self.config:
             raise ValueError(
                 "the checkpoint was written with another configuration:\n"
