@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import h5py
 import numpy as np
@@ -166,24 +165,11 @@ def run_coordinates(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func):
-    """Bad dtypes arrive as TypeError; report them like the other user errors."""
-
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except TypeError as exc:
-            print(f"neurotut ffn {args.ffn_command}: error: {exc}", file=sys.stderr)
-            return 2
-
-    return wrapped
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``neurotut ffn`` with its ``partitions`` and ``coordinates`` subcommands."""
     ffn = subparsers.add_parser(
         "ffn",
-        help="Flood-Filling Network workflow steps (partitions, coordinates)",
+        help="Flood-Filling Network workflow steps (partitions, coordinates, train, inference)",
         description="Flood-Filling Network workflow steps, with the flags of google/ffn.",
     )
     steps = ffn.add_subparsers(dest="ffn_command", required=True, metavar="STEP")
@@ -225,7 +211,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file (the whole file)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guard(run_partitions))
+    p.set_defaults(func=run_partitions)
 
     c = steps.add_parser(
         "coordinates",
@@ -251,7 +237,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also store the original's n_partitions x max_count shuffled list")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.set_defaults(func=_guard(run_coordinates))
+    c.set_defaults(func=run_coordinates)
 
     from neurotut.ffn.inference import register_cli as register_inference
 
