@@ -3,11 +3,12 @@
 Modules (axis order is always z, y, x; channels first):
 
 * :mod:`neurotut.config` - profile (quick/full), device, seeds, data directory
-* :mod:`neurotut.io` - HDF5 volume specs (``file.h5:dataset``), atomic writes
+* :mod:`neurotut.io` - HDF5 volume specs (``file.h5:dataset``), atomic writes, safe checkpoint loading
 * :mod:`neurotut.data` - dataset registry and downloads, stacks to HDF5, SNEMI3D loaders, synthetic data
 * :mod:`neurotut.affinity` - labels to affinity graphs (Superhuman offsets), masks, degradations
-* :mod:`neurotut.agglomerate` - watershed + agglomeration with waterz
+* :mod:`neurotut.agglomerate` - watershed + agglomeration with waterz (``neurotut segment``)
 * :mod:`neurotut.metrics` - SNEMI3D adapted Rand error, VOI, boundary accuracy with its baseline
+  (``neurotut evaluate``)
 * :mod:`neurotut.models` - RSUNet and reversible (RevNet) blocks
 * :mod:`neurotut.augment` - Superhuman augmentations (flips/transposes with affinity channels, defects)
 * :mod:`neurotut.train` - training loop with checkpoints that resume exactly (``neurotut train``)

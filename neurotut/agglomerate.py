@@ -19,9 +19,11 @@ This module handles what waterz leaves to its caller:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import io
+import json
 import os
 import re
 import sys
@@ -29,7 +31,12 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from neurotut.affinity import SUPERHUMAN_OFFSETS, check_offsets, nearest_neighbour_channels
+from neurotut.affinity import (
+    SUPERHUMAN_OFFSETS,
+    WATERZ_OFFSETS,
+    check_offsets,
+    nearest_neighbour_channels,
+)
 
 #: the Superhuman agglomeration: 1 - mean affinity of the boundary between two regions
 MEAN_AFFINITY = "OneMinus<MeanAffinity<RegionGraphType, ScoreValue>>"
@@ -328,3 +335,155 @@ def sweep(
     for t, seg in iter_agglomerate(affs, thresholds, offsets, **kwargs):
         out[t] = metrics.evaluate(gt, seg)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# command line: neurotut segment
+# --------------------------------------------------------------------------------------------
+
+
+def threshold_dataset_name(base: str, threshold: float) -> str:
+    """The dataset of one threshold when several are asked: ``segmentation_0.30`` (two
+    decimals; more when the threshold has more, e.g. ``segmentation_0.325``)."""
+    text = f"{threshold:.2f}"
+    if float(text) != threshold:
+        text = f"{threshold:g}"
+    return f"{base}_{text}"
+
+
+def read_offsets(attrs, shape: tuple[int, ...], where: str) -> tuple[tuple[int, int, int], ...]:
+    """The ``offsets`` attribute that ``neurotut predict`` writes: one ``(dz, dy, dx)`` per
+    channel, as a ``(C, 3)`` integer array or a JSON list. ``shape`` is the affinities' shape.
+
+    Raises ValueError when it is missing or does not fit the channels.
+    """
+    value = attrs.get("offsets")
+    if value is None:
+        raise ValueError(
+            f"{where} has no 'offsets' attribute, so which channel links which neighbours is "
+            "unknown; `neurotut predict` writes it. For your own affinities add it with h5py, "
+            "e.g. f['affinities'].attrs['offsets'] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]] for "
+            "channels z, y, x (each (dz, dy, dx) links a voxel to the one at minus that offset)"
+        )
+    if isinstance(value, bytes):
+        value = value.decode()
+    try:
+        offsets = json.loads(value) if isinstance(value, str) else np.asarray(value).tolist()
+        offsets = check_offsets(offsets)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: the 'offsets' attribute is not a list of (dz, dy, dx) "
+                         f"integer triples ({exc})") from None
+    if len(offsets) != shape[0]:
+        raise ValueError(
+            f"{where} has {shape[0]} channels (shape {shape}) but its 'offsets' attribute "
+            f"lists {len(offsets)}"
+        )
+    return offsets
+
+
+def _smallest_label_dtype(seg: np.ndarray) -> np.ndarray:
+    """uint32 when the ids fit (most tools read it), else the uint64 waterz returns."""
+    return seg.astype(np.uint32) if seg.size == 0 or int(seg.max()) < 2**32 else seg
+
+
+def _segment_command(args: argparse.Namespace) -> int:
+    from neurotut.io import add_datasets, check_can_add, check_dataset, get_dataset, open_h5
+    from neurotut.io import parse_volume_spec
+
+    src = parse_volume_spec(args.affinities, default_dataset="affinities")
+    dst = parse_volume_spec(args.output, default_dataset="segmentation")
+    thresholds = list(dict.fromkeys(float(t) for t in args.thresholds))
+    if not all(0.0 <= t <= 1.0 for t in thresholds):
+        raise ValueError(f"thresholds must lie in [0, 1] (scores are 1 - mean affinity), got {thresholds}")
+    if len(args.voxel_size) != 3 or min(args.voxel_size) <= 0:
+        raise ValueError(f"--voxel-size needs three positive sizes (z, y, x), got {args.voxel_size}")
+    names = {t: dst.dataset if len(thresholds) == 1 else threshold_dataset_name(dst.dataset, t)
+             for t in thresholds}
+    if len(set(names.values())) != len(names):
+        raise ValueError(f"thresholds {thresholds} give the same dataset names {list(names.values())}")
+    check_can_add(dst.path, names.values(), args.overwrite)  # refuse before the work
+
+    with open_h5(src.path) as f:
+        dset = get_dataset(f, src.dataset)
+        check_dataset(dset, src, ndim=4, kind="float")
+        if 0 in dset.shape:
+            raise ValueError(f"{src} is empty (shape {dset.shape})")
+        attrs = dset.attrs if "offsets" in dset.attrs else f.attrs  # older predict: file root
+        offsets = read_offsets(attrs, dset.shape, str(src))
+        try:
+            channels = sorted(nearest_neighbour_channels(offsets))
+        except ValueError as exc:
+            raise ValueError(f"{src}: {exc}") from None
+        affs = dset[channels]  # only the 3 channels waterz reads
+    try:
+        affs = waterz_affinities(affs, [offsets[c] for c in channels])  # checks the values
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{src}: {exc}") from None
+    if not args.quiet:
+        print(f"affinities {src}: {affs.shape[1:]} (z, y, x), nearest-neighbour channels {channels}")
+
+    segs, seg_attrs = {}, {}
+    for t, seg in iter_agglomerate(affs, thresholds, WATERZ_OFFSETS,
+                                   aff_threshold_low=args.aff_low, aff_threshold_high=args.aff_high):
+        unassigned = float(np.mean(seg == 0)) if seg.size else 0.0
+        if args.fill:
+            seg = fill_unassigned(seg, args.voxel_size)
+        seg = _smallest_label_dtype(seg)
+        name = names[t]
+        segs[name] = seg
+        seg_attrs[name] = {
+            "threshold": t, "affinities": str(src), "scoring_function": MEAN_AFFINITY,
+            "aff_threshold_low": args.aff_low, "aff_threshold_high": args.aff_high,
+            "filled": bool(args.fill), "voxel_size": list(args.voxel_size),
+        }
+        if not args.quiet:
+            n = int(np.unique(seg[seg != 0]).size)
+            print(f"threshold {t:g}: {n} objects; {unassigned:.1%} of the voxels left unassigned "
+                  f"(0) by the watershed{', then filled' if args.fill else ''} -> {dst.path}:{name}")
+    chunks = tuple(min(c, s) for c, s in zip((16, 128, 128), affs.shape[1:]))
+    add_datasets(dst.path, segs, attrs=seg_attrs, overwrite=args.overwrite, chunks=chunks)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``neurotut segment``."""
+    p = subparsers.add_parser(
+        "segment",
+        help="affinities -> segmentation (waterz watershed + mean-affinity agglomeration)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Watershed of the nearest-neighbour affinities into fragments, then greedy merging of\n"
+            "neighbouring fragments while 1 - (mean affinity of their boundary) is below the\n"
+            "threshold (the Superhuman agglomeration): a higher threshold merges more.\n\n"
+            "The affinity dataset must carry an 'offsets' attribute ((dz, dy, dx) per channel),\n"
+            "as `neurotut predict` writes; the channels (1,0,0), (0,1,0), (0,0,1) are used.\n\n"
+            "Output: (Z, Y, X) uint32 ids (uint64 if needed), 0 = voxels the watershed left\n"
+            "unassigned (all their affinities <= --aff-low) unless --fill. One threshold writes\n"
+            "OUT.h5:NAME; several write one dataset per threshold, NAME_<threshold> with two\n"
+            "decimals (more when needed), e.g. segmentation_0.30 and segmentation_0.50. Datasets\n"
+            "are added to OUT.h5 if it exists (its other datasets are kept); an existing\n"
+            "dataset of the same name is refused unless --overwrite, which replaces it only."
+        ),
+    )
+    p.add_argument("affinities", help="affinities, AFFS.h5:dataset (default dataset 'affinities'), "
+                   "(C, Z, Y, X) float in [0, 1]")
+    p.add_argument("output", help="output OUT.h5:dataset (default dataset 'segmentation')")
+    p.add_argument("--threshold", "--thresholds", dest="thresholds", type=float, nargs="+",
+                   default=[0.5], metavar="T",
+                   help="agglomeration threshold(s) in [0, 1], one waterz pass for all "
+                   "(default 0.5)")
+    p.add_argument("--fill", action="store_true",
+                   help="give the unassigned (0) voxels the id of the nearest object (SNEMI3D "
+                   "counts a predicted 0 inside an object as a split)")
+    p.add_argument("--voxel-size", type=float, nargs=3, default=[1.0, 1.0, 1.0],
+                   metavar=("Z", "Y", "X"),
+                   help="voxel size for the distances of --fill (default 1 1 1; anisotropic EM: "
+                   "e.g. 30 6 6 nm for SNEMI3D)")
+    p.add_argument("--aff-low", type=float, default=0.0001,
+                   help="watershed: voxels with all affinities <= this stay 0 (default 0.0001)")
+    p.add_argument("--aff-high", type=float, default=0.9999,
+                   help="watershed: edges >= this are always joined (default 0.9999)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing datasets of the same names (only those)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=_segment_command)

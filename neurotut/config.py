@@ -323,7 +323,13 @@ def data_dir() -> Path:
         from platformdirs import user_cache_dir
 
         path = Path(user_cache_dir("neurotut"))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(
+            f"cannot use {path} as the data folder ({exc.strerror}); set {DATA_DIR_ENV} to a "
+            "writable folder"
+        ) from None
     return path
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -214,7 +213,7 @@ def _predict_command(args: argparse.Namespace) -> int:
     device = nt_config.get_device(args.device)
     model, train_config = load_model(args.checkpoint, device=device)
     window = tuple(args.window) if args.window else tuple(train_config.patch)
-    raw = read_volume(args.raw)
+    raw = read_volume(args.raw, ndim=3, kind="image")
     affs = predict_volume(
         model,
         raw,
@@ -229,12 +228,14 @@ def _predict_command(args: argparse.Namespace) -> int:
     write_h5(
         out_spec.path,
         {out_spec.dataset: affs},
-        attrs={
-            "checkpoint": str(args.checkpoint),
-            "raw": str(args.raw),
-            "window": list(window),
-            "overlap": args.overlap,
-            "offsets": json.dumps([list(o) for o in train_config.offsets][: affs.shape[0]]),
+        dataset_attrs={
+            out_spec.dataset: {
+                "offsets": np.asarray(train_config.offsets[: affs.shape[0]], dtype=np.int64),
+                "checkpoint": str(args.checkpoint),
+                "raw": str(args.raw),
+                "window": list(window),
+                "overlap": args.overlap,
+            }
         },
         overwrite=args.overwrite,
     )
@@ -249,7 +250,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="predict affinities of a volume with a trained checkpoint (sliding window)",
         description="Sliding-window affinity prediction with bump blending; writes (C, Z, Y, X) "
-        "float32 affinities to HDF5.",
+        "float32 affinities to HDF5, with the dataset attribute 'offsets' ((C, 3) int, the "
+        "(dz, dy, dx) of each channel) that `neurotut segment` reads.",
     )
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by `neurotut train`")
     p.add_argument("--raw", required=True, help="input image, file.h5:dataset (uint8 or float)")

@@ -38,7 +38,7 @@ from neurotut import config as nt_config
 from neurotut.affinity import SUPERHUMAN_OFFSETS, affinities, affinity_mask, check_offsets
 from neurotut.augment import AugmentConfig, augment_image, flip_volume, misalign
 from neurotut.inference import predict_volume, raw_to_input
-from neurotut.io import OutputExistsError, atomic_path
+from neurotut.io import OutputExistsError, atomic_path, load_torch_checkpoint
 from neurotut.models.rsunet import RSUNet, RSUNetConfig
 
 CHECKPOINT_FORMAT = "neurotut-rsunet-checkpoint/1"
@@ -422,9 +422,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     training state), eval_norm (BatchNorm statistics for evaluation, possibly empty), optimizer,
     scaler, rng, losses, history."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    ckpt = load_torch_checkpoint(path, map_location, what="training checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a neurotut training checkpoint ({CHECKPOINT_FORMAT})")
     ckpt["config"] = TrainConfig.from_dict(json.loads(ckpt["config"]))
@@ -869,14 +867,15 @@ def _train_command(args: argparse.Namespace) -> int:
     from neurotut.data import train_val_split
     from neurotut.io import read_volume
 
-    raw = read_volume(args.raw)
-    labels = read_volume(args.labels)
+    raw = read_volume(args.raw, ndim=3, kind="image")
+    labels = read_volume(args.labels, ndim=3, kind="integer")
     if raw.shape != labels.shape:
         raise ValueError(f"raw {raw.shape} and labels {labels.shape} differ in shape")
     if args.val_raw:
         if not args.val_labels:
             raise ValueError("--val-raw needs --val-labels")
-        val_raw, val_labels = read_volume(args.val_raw), read_volume(args.val_labels)
+        val_raw = read_volume(args.val_raw, ndim=3, kind="image")
+        val_labels = read_volume(args.val_labels, ndim=3, kind="integer")
     elif args.val_fraction > 0:
         raw, val_raw = train_val_split(raw, 1 - args.val_fraction)
         labels, val_labels = train_val_split(labels, 1 - args.val_fraction)

@@ -16,7 +16,7 @@ def test_png_to_h5_mean_std_and_refusal(tmp_path, capsys):
     assert main(["data", "mean-std", out]) == 0
     assert f"Mean {volume.mean():.3f}, Std {volume.std():.3f}" in capsys.readouterr().out
     assert main(["data", "png-to-h5", str(tmp_path / "png"), out]) == 2  # exists: refused
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds dataset 'raw'" in capsys.readouterr().err
     assert main(["data", "mean-std", f"{tmp_path}/img.h5:nope"]) == 2
     assert "no dataset 'nope'" in capsys.readouterr().err
 

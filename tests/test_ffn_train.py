@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from neurotut.cli import main
+from neurotut.io import CorruptCheckpointError
 from neurotut.data import make_synthetic
 from neurotut.ffn.coordinates import BalancedSampler, index_partitions, save_coordinates
 from neurotut.ffn.model import FFNModelConfig
@@ -352,8 +353,9 @@ def test_checkpoints_load_safely_and_refuse_another_config(synthetic_volume, tmp
 
     bad = tmp_path / "model.ckpt-9.pt"
     torch.save({"format": "neurotut-ffn-checkpoint", "payload": NotAllowed()}, bad)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CorruptCheckpointError, match="refuses") as info:
         load_checkpoint(bad)  # weights_only=True: arbitrary objects are not unpickled
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
 
 
 def test_bad_setups_are_refused(synthetic_volume):

@@ -31,7 +31,7 @@ def test_falls_back_to_synthetic_when_offline(data_dir, monkeypatch, capsys):
     assert vol.raw.shape == config.PROFILES["quick"].synthetic_shape
     assert "synthetic" in capsys.readouterr().out
     monkeypatch.setenv("NEUROTUT_REQUIRE_REAL_DATA", "1")
-    with pytest.raises(OSError, match="unreachable"):
+    with pytest.raises(OSError, match="unreachable|cannot reach"):  # pooch, or the DNS check before it
         load_tutorial_volume(config.PROFILES["quick"])
 
 

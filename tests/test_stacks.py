@@ -87,10 +87,15 @@ def test_missing_inputs_are_clear(tmp_path):
 def test_existing_output_is_never_overwritten_without_the_flag(tmp_path, volume):
     write_png_stack(volume, tmp_path / "png")
     out = tmp_path / "img.h5"
-    out.write_bytes(b"precious")
-    with pytest.raises(OutputExistsError, match="overwrite"):
-        stack_to_h5(tmp_path / "png", f"{out}:raw", progress=False)
+    out.write_bytes(b"precious")  # not HDF5: refused even with overwrite, left as it is
+    for overwrite in (False, True):
+        with pytest.raises(OSError, match="not a readable HDF5 file"):
+            stack_to_h5(tmp_path / "png", f"{out}:raw", overwrite=overwrite, progress=False)
     assert out.read_bytes() == b"precious"
+    out.unlink()
+    stack_to_h5(tmp_path / "png", f"{out}:raw", progress=False)
+    with pytest.raises(OutputExistsError, match="already holds dataset 'raw'"):
+        stack_to_h5(tmp_path / "png", f"{out}:raw", progress=False)
     stack_to_h5(tmp_path / "png", f"{out}:raw", overwrite=True, progress=False)
     assert np.array_equal(read_volume(f"{out}:raw"), volume)
     with pytest.raises(OutputExistsError):

@@ -20,19 +20,21 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    paths = fetch(args.dataset, base_url=args.base_url)
+    paths = fetch(args.dataset, base_url=args.base_url, progress=not args.quiet,
+                  retries=args.retries)
     print(f"{args.dataset}: {len(paths)} files verified in {dataset_dir(args.dataset)}")
     return 0
 
 
 def _fill(args: argparse.Namespace) -> int:
-    copied = fill_cache(args.dataset, args.source)
+    copied = fill_cache(args.dataset, args.source, progress=not args.quiet)
     print(f"{args.dataset}: copied {copied} verified files into {dataset_dir(args.dataset)}")
     return 0
 
 
 def _png_to_h5(args: argparse.Namespace) -> int:
-    spec = stack_to_h5(args.source, args.output, kind=args.kind, overwrite=args.overwrite)
+    spec = stack_to_h5(args.source, args.output, kind=args.kind, overwrite=args.overwrite,
+                       progress=not args.quiet)
     print(f"wrote {spec}")
     return 0
 
@@ -53,18 +55,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fetch", help="download a dataset into the cache, verifying checksums")
     p.add_argument("dataset", choices=sorted(REGISTRY))
     p.add_argument("--base-url", help="a mirror serving the files under their dataset names")
+    p.add_argument("--retries", type=int, default=3,
+                   help="further attempts per file after a failed download (default 3)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fetch)
 
     p = sub.add_parser("fill-cache", help="copy a dataset from a local folder into the cache (no network)")
     p.add_argument("dataset", choices=sorted(REGISTRY))
     p.add_argument("source", help="folder holding the dataset's files, e.g. images/0000.png ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_fill)
 
-    p = sub.add_parser("png-to-h5", help="a PNG folder or multi-page TIFF to an HDF5 dataset (gzip)")
+    p = sub.add_parser(
+        "png-to-h5", help="a PNG folder or multi-page TIFF to an HDF5 dataset (gzip)",
+        description="Convert a folder of PNG slices (sorted by name) or a multi-page TIFF into "
+        "one (Z, Y, X) HDF5 dataset. Several datasets can share one file: the dataset is added "
+        "to an existing file, whose other datasets are kept. The existing file is never written "
+        "in place: a new file with the old datasets and the new one is written beside it and "
+        "renamed over it, so a crash leaves the old file intact (this needs disk space for a "
+        "second copy while it runs).",
+    )
     p.add_argument("source", help="folder of PNG slices (sorted by name) or a .tif file")
-    p.add_argument("output", help="output as file.h5:dataset or file.h5@dataset (default dataset: raw)")
-    p.add_argument("--kind", choices=["raw", "labels"], default="raw")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("output", help="output as file.h5:dataset or file.h5@dataset (default dataset: "
+                   "the --kind, raw or labels)")
+    p.add_argument("--kind", choices=["raw", "labels"], default="raw",
+                   help="raw: 8/16-bit greyscale EM; labels: integer ids, stored as uint32")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing dataset of that name (only that dataset)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_png_to_h5)
 
     p = sub.add_parser("mean-std", help="mean and standard deviation of an HDF5 volume (png_mean_std)")

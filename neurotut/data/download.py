@@ -3,7 +3,11 @@
 Each file is downloaded to a temporary name, its checksum verified, then renamed into place (pooch
 does this), with retries. A cached file whose checksum does not match (a partial or corrupted
 download) is fetched again; with a complete cache nothing touches the network. A download whose
-checksum does not match raises :class:`ChecksumError` naming the file and both hashes.
+checksum does not match raises :class:`ChecksumError` naming the file and both hashes. A server
+that cannot be reached (no internet, a host name that does not resolve, a refused connection, an
+HTTP error) raises :class:`DownloadError` in one sentence; :func:`fetch` adds how to fill the
+cache from a local copy instead. Host names are resolved before the first download, so a machine
+without DNS fails at once instead of after the retries.
 
 A *mirror* (``base_url``) replaces the upstream URLs by ``<base_url>/<file name>``: a workshop can
 serve the data from a local machine. :func:`fill_cache` copies verified files from a local folder
@@ -17,6 +21,8 @@ import logging
 import os
 import re
 import shutil
+import socket
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -30,6 +36,52 @@ from neurotut.io import atomic_path
 
 class ChecksumError(ValueError):
     """A downloaded or copied file does not have the registered checksum."""
+
+
+class DownloadError(OSError):
+    """A file could not be downloaded: the server is unreachable or answered with an error."""
+
+
+def _host(url: str) -> str:
+    """The host name of a URL (with its port when one is given)."""
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url
+
+
+def _check_resolves(urls: Iterable[str]) -> None:
+    """Raise :class:`DownloadError` for the first URL whose host name does not resolve here
+    (URLs that go through a proxy are left to the proxy)."""
+    from requests.utils import get_environ_proxies
+
+    hosts = {urllib.parse.urlsplit(u).hostname or u: u for u in urls}
+    for host, url in hosts.items():
+        if get_environ_proxies(url):
+            continue
+        try:
+            socket.getaddrinfo(host, None)
+        except (socket.gaierror, UnicodeError):
+            raise DownloadError(
+                f"cannot reach {host}: the host name does not resolve (no internet connection, "
+                "or a wrong mirror address)"
+            ) from None
+
+
+def _download_error(url: str, exc: Exception) -> DownloadError:
+    """One sentence for a requests exception raised while downloading ``url``."""
+    import requests
+
+    host = _host(url)
+    if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+        return DownloadError(f"{host} answered HTTP {exc.response.status_code} for {url}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return DownloadError(f"cannot reach {host}: the connection timed out")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        reason = ("the host name does not resolve (no internet connection?)"
+                  if "resolve" in text or "Name or service" in text
+                  else "the connection was refused" if "refused" in text.lower()
+                  else "the connection failed (no internet connection?)")
+        return DownloadError(f"cannot reach {host}: {reason}")
+    return DownloadError(f"downloading {url} failed ({type(exc).__name__})")
 
 
 def file_hash(path: str | os.PathLike, algorithm: str = "sha256") -> str:
@@ -79,9 +131,12 @@ def fetch_files(
 
     Files already in ``dest`` with the right checksum are not downloaded again.
     """
+    import requests
+
     dest = Path(dest)
     todo = [f for f in files if not hash_matches(dest / f.name, f.known_hash)]
     if todo:
+        _check_resolves(_url(f, base_url) for f in todo)
         fetcher = pooch.create(
             path=dest,
             base_url="",
@@ -93,13 +148,16 @@ def fetch_files(
         level = logger.level
         logger.setLevel(logging.WARNING)  # our progress bar says what happens
         try:
-            for remote in tqdm(todo, desc=desc, unit="file", disable=not progress):
-                try:
-                    fetcher.fetch(remote.name)
-                except ValueError as exc:
-                    if "hash" in str(exc).lower():
-                        raise _checksum_error(remote, _url(remote, base_url), exc) from None
-                    raise
+            with tqdm(todo, desc=desc, unit="file", disable=not progress) as bar:
+                for remote in bar:
+                    try:
+                        fetcher.fetch(remote.name)
+                    except ValueError as exc:
+                        if "hash" in str(exc).lower():
+                            raise _checksum_error(remote, _url(remote, base_url), exc) from None
+                        raise
+                    except requests.exceptions.RequestException as exc:
+                        raise _download_error(_url(remote, base_url), exc) from None
         finally:
             logger.setLevel(level)
     return [dest / f.name for f in files]
@@ -110,6 +168,7 @@ def fetch(
     files: Iterable[str] | None = None,
     base_url: str | None = None,
     progress: bool = True,
+    retries: int = 3,
 ) -> list[Path]:
     """Fetch a registered dataset (or some of its files) into the cache; return local paths.
 
@@ -117,10 +176,22 @@ def fetch(
         name: a registry name, e.g. ``"snemi3d-crop"``.
         files: names of files within the dataset (default: all).
         base_url: a mirror serving the files under their dataset names (default: upstream URLs).
+        retries: further attempts per file after a failed download (1 s, 2 s, ... apart).
+
+    Raises:
+        DownloadError: the server cannot be reached; the message says how to fill the cache from
+            a local copy of the files (``neurotut data fill-cache NAME FOLDER``).
     """
     dataset = get_dataset(name)
     wanted = dataset.files if files is None else tuple(dataset.file(f) for f in files)
-    return fetch_files(wanted, dataset_dir(name), base_url, progress=progress, desc=name)
+    try:
+        return fetch_files(wanted, dataset_dir(name), base_url, retries=retries,
+                           progress=progress, desc=name)
+    except DownloadError as exc:
+        raise DownloadError(
+            f"{exc}. Without internet, copy the files from a local copy into the cache: "
+            f"neurotut data fill-cache {name} FOLDER"
+        ) from None
 
 
 def is_cached(name: str) -> bool:

@@ -9,13 +9,21 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import imageio.v3 as iio
 import numpy as np
 import tifffile
 from tqdm.auto import tqdm
 
-from neurotut.io import VolumeSpec, atomic_path, check_can_write, parse_volume_spec, write_h5
+from neurotut.io import (
+    VolumeSpec,
+    add_datasets,
+    atomic_path,
+    check_can_add,
+    check_can_write,
+    get_dataset,
+    open_h5,
+    parse_volume_spec,
+)
 
 PNG_SUFFIXES = (".png",)
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -104,7 +112,8 @@ def read_stack(source: str | os.PathLike, kind: str = "raw", progress: bool = Fa
     if source.suffix.lower() in TIFF_SUFFIXES:
         return read_tiff_stack(source, kind)
     if not source.exists():
-        raise FileNotFoundError(f"{source} does not exist")
+        raise FileNotFoundError(f"{source} does not exist (expected a folder of PNG slices or a "
+                                ".tif/.tiff file)")
     raise ValueError(f"{source}: expected a folder of PNG slices or a .tif/.tiff file")
 
 
@@ -138,14 +147,17 @@ def stack_to_h5(
 ) -> VolumeSpec:
     """Convert a PNG folder or TIFF stack to an HDF5 dataset (gzip, chunked); ``png_to_h5``.
 
-    ``output`` is ``"file.h5:dataset"`` (``raw`` when no dataset is named). The file is written
-    atomically and an existing file is refused unless ``overwrite``. Returns the written spec.
+    ``output`` is ``"file.h5:dataset"`` (the dataset defaults to ``kind``: ``raw`` or
+    ``labels``). The dataset is added to the file if the file exists, keeping its other datasets
+    (see :func:`neurotut.io.add_datasets`: the old file is never written in place, so a crash
+    cannot damage it); an existing dataset of that name is refused unless ``overwrite``, which
+    replaces that dataset only. Returns the written spec.
     """
-    spec = output if isinstance(output, VolumeSpec) else parse_volume_spec(output, default_dataset="raw")
-    check_can_write(spec.path, overwrite)  # refuse before the (long) read, not after
+    spec = output if isinstance(output, VolumeSpec) else parse_volume_spec(output, default_dataset=kind)
+    check_can_add(spec.path, [spec.dataset], overwrite)  # refuse before the (long) read, not after
     volume = read_stack(source, kind, progress)
     chunk_shape = tuple(min(c, s) for c, s in zip(chunks, volume.shape))
-    write_h5(spec.path, {spec.dataset: volume}, overwrite=overwrite, chunks=chunk_shape)
+    add_datasets(spec.path, {spec.dataset: volume}, overwrite=overwrite, chunks=chunk_shape)
     return spec
 
 
@@ -159,14 +171,12 @@ def mean_std(volume: np.ndarray | str | os.PathLike | VolumeSpec, block: int = 8
         data = volume.astype(np.float64, copy=False)
         return float(data.mean()), float(data.std())
     spec = volume if isinstance(volume, VolumeSpec) else parse_volume_spec(volume, "raw")
-    if not spec.path.exists():
-        raise FileNotFoundError(f"no such HDF5 file: {spec.path}")
     total = total_sq = 0.0
     count = 0
-    with h5py.File(spec.path, "r") as f:
-        if spec.dataset not in f:
-            raise KeyError(f"{spec.path} has no dataset {spec.dataset!r}")
-        dset = f[spec.dataset]
+    with open_h5(spec.path) as f:
+        dset = get_dataset(f, spec.dataset)
+        if not (np.issubdtype(dset.dtype, np.number) and dset.ndim >= 1 and dset.size):
+            raise ValueError(f"{spec} ({dset.dtype}, shape {dset.shape}) is not a numeric volume")
         for z in range(0, dset.shape[0], block):
             part = dset[z : z + block].astype(np.float64)
             total += part.sum()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import h5py
 import numpy as np
@@ -179,19 +178,6 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func):
-    """Bad dtypes arrive as TypeError; report them like the other user errors."""
-
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except TypeError as exc:
-            print(f"neurotut ffn {args.ffn_command}: error: {exc}", file=sys.stderr)
-            return 2
-
-    return wrapped
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``neurotut ffn`` with its ``partitions`` and ``coordinates`` subcommands."""
     ffn = subparsers.add_parser(
@@ -238,7 +224,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output file (the whole file)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_guard(run_partitions))
+    p.set_defaults(func=run_partitions)
 
     c = steps.add_parser(
         "coordinates",
@@ -264,7 +250,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also store the original's n_partitions x max_count shuffled list")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
-    c.set_defaults(func=_guard(run_coordinates))
+    c.set_defaults(func=run_coordinates)
 
     v = steps.add_parser(
         "convert",
@@ -284,7 +270,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "'{\"depth\": 9, \"fov_size\": [33, 33, 17], \"deltas\": [8, 8, 4]}'; "
                         "a depth given must match the weights")
     v.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    v.set_defaults(func=_guard(run_convert))
+    v.set_defaults(func=run_convert)
 
     from neurotut.ffn.inference import register_cli as register_inference
 

@@ -41,7 +41,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from neurotut.ffn.partitions import as_zyx
-from neurotut.io import atomic_path
+from neurotut.io import atomic_path, open_h5
 
 #: partition value that is never sampled (border, exclusions, masks)
 IGNORE_PARTITION = 255
@@ -295,7 +295,7 @@ def load_coordinates(path: str | os.PathLike) -> PartitionIndex:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such coordinate file: {path}")
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         if f.attrs.get("format") != FILE_FORMAT:
             raise ValueError(
                 f"{path} is not a neurotut coordinate file (made by `neurotut ffn coordinates`)"

@@ -58,7 +58,14 @@ from neurotut.ffn import storage
 from neurotut.ffn.partitions import as_zyx
 from neurotut.ffn.seeds import SEED_POLICIES, SeedPolicy, make_seed_policy
 from neurotut.ffn.storage import OriginInfo
-from neurotut.io import OutputExistsError, atomic_path, check_can_write, parse_volume_spec
+from neurotut.io import (
+    atomic_path,
+    check_can_write,
+    check_dataset,
+    get_dataset,
+    open_h5,
+    parse_volume_spec,
+)
 
 #: the original's cap on self-consistency iterations per position
 MAX_SELF_CONSISTENT_ITERS = 32
@@ -1130,17 +1137,10 @@ def run_request(
     An inference checkpoint (``.cpoint``) of an interrupted run with the same settings is
     resumed and removed at the end.
     """
-    import h5py
-
     spec = parse_volume_spec(request.image)
-    if not spec.path.exists():
-        raise FileNotFoundError(f"no such image file: {spec.path}")
-    with h5py.File(spec.path, "r") as f:
-        if spec.dataset not in f:
-            raise KeyError(f"{spec.path} has no dataset {spec.dataset!r}")
-        dset = f[spec.dataset]
-        if dset.ndim != 3:
-            raise ValueError(f"{spec} has shape {dset.shape}; expected (Z, Y, X)")
+    with open_h5(spec.path) as f:
+        dset = get_dataset(f, spec.dataset)
+        check_dataset(dset, spec, ndim=3)
         shape = dset.shape
         start, size = bounding_box if bounding_box is not None else ((0, 0, 0), shape)
         start = as_zyx(start, "bounding box start")
@@ -1189,12 +1189,8 @@ def _cli_run(args: argparse.Namespace) -> int:
     if args.mixed_precision:
         request = replace(request, mixed_precision=True)
     box = parse_bounding_box(args.bounding_box) if args.bounding_box else None
-    try:
-        path = run_request(request, box, overwrite=args.overwrite, device=args.device,
-                           progress=not args.quiet)
-    except OutputExistsError as exc:
-        print(f"neurotut ffn inference: error: {exc}", file=sys.stderr)
-        return 2
+    path = run_request(request, box, overwrite=args.overwrite, device=args.device,
+                       progress=not args.quiet)
     counters = storage.load_json_field(path, "counters")
     print(f"wrote {path} ({int(counters.get('segments-created', 0))} segments; "
           f"{int(counters.get('voxels-segmented', 0))} voxels segmented)")

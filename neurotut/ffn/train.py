@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from neurotut.ffn.coordinates import BalancedSampler, index_partitions
 from neurotut.ffn.model import ConvStack3DFFN, FFNModelConfig, shifts
 from neurotut.ffn.partitions import DEFAULT_THRESHOLDS, compute_partitions
-from neurotut.io import atomic_path
+from neurotut.io import atomic_path, load_torch_checkpoint
 
 CHECKPOINT_FORMAT = "neurotut-ffn-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -1058,10 +1058,7 @@ def prune_checkpoints(train_dir: str | os.PathLike, keep: int) -> list[Path]:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint safely (``torch.load(weights_only=True)``)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    state = load_torch_checkpoint(path, map_location, what="FFN checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a neurotut FFN checkpoint")
     return state
