@@ -322,7 +322,7 @@ CASES = [
     ("ffn inference corrupt checkpoint", "ffn inference --inference_request {d}/req_corrupt.yml "
      "--device cpu --quiet", "cannot read the FFN checkpoint"),
     ("ffn inference missing checkpoint", "ffn inference --inference_request {d}/req_no_ckpt.yml "
-     "--device cpu --quiet", "no FFN checkpoint"),
+     "--device cpu --quiet", "no such checkpoint"),
     ("ffn inference missing image", "ffn inference --inference_request {d}/req_no_image.yml "
      "--device cpu --quiet", "no such HDF5 file"),
     # usage errors are one line too
