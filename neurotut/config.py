@@ -62,6 +62,9 @@ class Profile:
     unet_segment_crop: tuple[int, int, int] | None = (20, 256, 256)
     unet_predict_window: tuple[int, int, int] = (20, 128, 128)
     unet_fallback_steps: int = 100
+    #: chapters 6 and 10: the pretrained RSUNet they segment with (a file of
+    #: :mod:`neurotut.pretrained`); None: the network chapter 4 trained in this profile
+    unet_pretrained: str | None = None
     #: chapter 5 (base vs reversible, the seed's Table 1): depths n, Adam steps per model for
     #: the accuracy column, patch and batch of the memory/time/accuracy runs
     table1_depths: tuple[int, ...] = (1, 2, 3, 4)
@@ -141,6 +144,8 @@ PROFILES: dict[str, Profile] = {
         unet_segment_crop=(20, 256, 256),
         unet_predict_window=(20, 128, 128),
         unet_fallback_steps=500,
+        # trained on the CPU machines with the same code, sizes and sections (data/pretrained/)
+        unet_pretrained="rsunet_quick_snemi3d_crop.pt",
         # chapter 5: twelve networks measured in seconds each; 20 steps only give the accuracy of
         # a barely trained network (the full profile trains properly)
         table1_depths=(1, 2, 3, 4),

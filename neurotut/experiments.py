@@ -255,6 +255,48 @@ def score_affinities(
     }
 
 
+def score_at_tuned_threshold(
+    tune: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    thresholds: Sequence[float],
+    offsets: Sequence[Sequence[int]] | None = None,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+) -> dict:
+    """The honest protocol: choose the agglomeration threshold on one block, report another.
+
+    Args:
+        tune, test: ``(affinities (C, Z, Y, X) float32, ground truth (Z, Y, X))`` of the block the
+            threshold is chosen on (lowest ARAND) and of the block that is scored.
+        voxel_size: ``(z, y, x)`` for :func:`neurotut.agglomerate.fill_unassigned`, which gives the
+            voxels the watershed leaves at 0 the nearest object's id before the test block is
+            scored, as a submission would.
+
+    Returns ``threshold`` (chosen on ``tune``), ``tune_arand``, ``scores`` (the test block's
+    :class:`neurotut.metrics.SegmentationScores` at that threshold, filled), ``boundary`` (its
+    boundary scores), ``curve`` (the test block's unfilled scores at every threshold, for
+    plots only) and ``segmentation`` (the filled test segmentation, (Z, Y, X) uint64).
+    """
+    from neurotut.agglomerate import fill_unassigned
+
+    tuned = score_affinities(*tune, thresholds, offsets)
+    t = tuned["threshold"]
+    affs, gt = test
+    curve, seg = {}, None
+    for th, s in iter_agglomerate(affs, thresholds, offsets):  # one waterz pass: every threshold
+        curve[th] = metrics.evaluate(gt, s)
+        if th == t:
+            seg = s.copy()
+    filled = fill_unassigned(seg, voxel_size)
+    return {
+        "threshold": t,
+        "tune_arand": tuned["arand"],
+        "scores": metrics.evaluate(gt, filled),
+        "boundary": metrics.boundary_scores(metrics.boundary_map(gt), metrics.boundary_map(filled)),
+        "curve": curve,
+        "segmentation": filled,
+    }
+
+
 def evaluate_model(
     model: torch.nn.Module,
     raw: np.ndarray,

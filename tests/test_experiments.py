@@ -22,6 +22,7 @@ from neurotut.experiments import (
     read_csv,
     run_table1,
     score_affinities,
+    score_at_tuned_threshold,
     seed_table_markdown,
     table1_variants,
     to_markdown,
@@ -133,3 +134,25 @@ def test_goal_ratios():
     assert g["rev_over_base_time_at_n"] == pytest.approx(1.2)
     assert all(math.isnan(v) for v in goal_ratios([]).values())
 
+
+
+def test_threshold_is_chosen_on_the_tuning_block_and_applied_to_the_test_block(volume):
+    _, labels = volume
+    tune_gt, test_gt = labels[:6], labels[6:]
+    rng = np.random.default_rng(0)
+    noisy = lambda gt: np.clip(affinities(gt) * 0.8 + rng.normal(0, 0.15, (12,) + gt.shape), 0, 1).astype(np.float32)  # noqa: E731
+    tune, test = (noisy(tune_gt), tune_gt), (noisy(test_gt), test_gt)
+    thresholds = (0.1, 0.3, 0.5, 0.7, 0.9)
+    out = score_at_tuned_threshold(tune, test, thresholds, voxel_size=(30, 6, 6))
+    assert out["threshold"] == score_affinities(*tune, thresholds)["threshold"]
+    assert out["tune_arand"] == pytest.approx(score_affinities(*tune, thresholds)["arand"])
+    assert set(out["curve"]) == set(thresholds)
+    assert out["segmentation"].shape == test_gt.shape and (out["segmentation"] > 0).all()  # filled
+    # the reported score is the test block's at the tuned threshold (filled), whatever is best there
+    from neurotut import agglomerate, metrics
+
+    seg = agglomerate.agglomerate(test[0], out["threshold"])
+    expected = metrics.evaluate(test_gt, agglomerate.fill_unassigned(seg, (30, 6, 6)))
+    assert out["scores"].arand == pytest.approx(expected.arand)
+    assert out["scores"].voi_split == pytest.approx(expected.voi_split)
+    assert 0 <= out["scores"].arand <= 1 and 0 <= out["boundary"].accuracy <= 1

@@ -120,6 +120,17 @@ def _build_registry() -> dict[str, Dataset]:
             voxel_size=FIB25_SAMPLE_VOXEL_SIZE_NM,
             files=_read_table("fib25-training-sample2"),
         ),
+        "pretrained": Dataset(
+            name="pretrained",
+            description=(
+                "neurotut's own pretrained networks: the quick profile's RSUNet trained on "
+                "sections 0-79 of the SNEMI3D crop (recipe and log in data/pretrained/)"
+            ),
+            licence="MIT (neurotut); trained on data under ODC-By v1.0",
+            attribution=f"neurotut; training data: {KASTHURI}; {SNEMI3D_CHALLENGE}",
+            voxel_size=SNEMI3D_VOXEL_SIZE_NM,
+            files=_read_table("pretrained"),
+        ),
     }
 
 
