@@ -15,6 +15,8 @@ is enough to check neurotut's inference piece by piece:
   marked -1, change nothing later). neurotut grows the object from the same seed point through
   :meth:`~neurotut.ffn.inference.Canvas.try_seed`, the code path of ``segment_all``, and the
   steps, voxels and overlap are compared (:class:`ObjectComparison`).
+* **Rejected seed points** (:func:`rejected_tries`, :func:`reproduce_rejections`): the points the
+  original grew from without keeping a segment, tried again on the state of their time.
 * **The whole volume** (:func:`score_segmentations`, :func:`origin_agreement`): a complete
   ``segment_all`` run scored against the published segmentation and both against the ground truth.
 
