@@ -118,6 +118,15 @@ class Profile:
     #: CPU threads torch uses after :func:`seed_everything` (None: torch's default). A fixed
     #: count makes two runs on one machine sum floating-point numbers in the same order.
     cpu_threads: int | None = None
+    #: chapter 11 (reproducing google/ffn's FIB-25 example): budget in network steps for the
+    #: published segments grown again; segments are taken in creation order while their
+    #: published step counts fit in what is left (None: all 254 segments, 25,269 steps)
+    google_ffn_object_steps: int | None = None
+    #: chapter 11: how many of the seed points the original tried and rejected are tried again
+    #: (None: all 263 of them)
+    google_ffn_rejected_tries: int | None = None
+    #: chapter 11: segment the whole 250^3 volume with segment_all (the original: 25,799 steps)
+    google_ffn_whole_volume: bool = True
 
 
 PROFILES: dict[str, Profile] = {
@@ -184,6 +193,13 @@ PROFILES: dict[str, Profile] = {
         ffn_inference_fallback_steps=60,
         # the CI machines' two cores: the same number of threads in every build
         cpu_threads=2,
+        # chapter 11: a depth-12 33^3 FFN step costs 0.2-0.5 s on 2 idle cores (1 s and more on
+        # a loaded machine), so 300 published steps (28 segments, 1 to 59 steps each) and 8
+        # rejected seeds (11 steps) keep the chapter near three minutes; the whole volume (25,799
+        # steps, hours on a CPU) is left out
+        google_ffn_object_steps=300,
+        google_ffn_rejected_tries=8,
+        google_ffn_whole_volume=False,
     ),
     "full": Profile(
         name="full",
@@ -237,6 +253,10 @@ PROFILES: dict[str, Profile] = {
         ffn_inference_crop=None,
         ffn_inference_offset=(0, 0, 0),
         ffn_inference_fallback_steps=20_000,
+        # chapter 11: every published segment and rejected seed again, and the whole volume
+        google_ffn_object_steps=None,
+        google_ffn_rejected_tries=None,
+        google_ffn_whole_volume=True,
     ),
 }
 

@@ -579,6 +579,34 @@ class Canvas:
             bar.close()
             self.counters["time-segment_all-s"] += time.perf_counter() - t_start
 
+    def try_seed(self, pos: Sequence[int]) -> int:
+        """Try one seed point exactly as :meth:`segment_all` does (validity, ``min_boundary_dist``,
+        growth, weak-seed and size rejection, first-come ownership); returns the id of the segment
+        created, or 0 when none was. ``history`` then holds the FOV centres it visited."""
+        before = self._max_id
+        self.history = []
+        self._try_seed(tuple(int(v) for v in pos), np.asarray(self.options.min_boundary_dist, np.int64))
+        return self._max_id if self._max_id != before else 0
+
+    def set_state(self, segmentation: np.ndarray, origins: Mapping[int, OriginInfo]) -> None:
+        """Continue from an existing segmentation ``(Z, Y, X)`` (ids >= 0, e.g. a saved result, or
+        one cut down to its first segments) and its ``origins``: new segments get ids after the
+        largest origin; the seed, probabilities and overlaps start empty."""
+        segmentation = np.asarray(segmentation)
+        if segmentation.shape != self.shape:
+            raise ValueError(f"segmentation shape {segmentation.shape} differs from the canvas {self.shape}")
+        if not np.issubdtype(segmentation.dtype, np.integer):
+            raise TypeError(f"segmentation must hold integer ids, got {segmentation.dtype}")
+        if segmentation.size and int(segmentation.max()) > np.iinfo(np.int32).max:
+            raise ValueError(f"segment id {int(segmentation.max())} does not fit the canvas (int32)")
+        self.segmentation[...] = segmentation
+        self.seg_prob[...] = 0
+        self.origins = dict(origins)
+        self.overlaps = {}
+        self._max_id = max(self.origins, default=0)
+        self.seed[...] = np.nan
+        self._dirty = None
+
     def _try_seed(self, pos: Pos, mbd: np.ndarray) -> None:
         c = self.counters
         if not self.is_valid_pos(pos, ignore_move_threshold=True):
