@@ -108,13 +108,16 @@ class Profile:
     ffn_train_steps: int = 10_000
     #: chapter 8: steps between training summaries (loss, precision, recall, F1)
     ffn_summary_every: int = 100
-    #: chapter 9 (FFN inference): (Z, Y, X) crop of the validation slices that is flood-filled
-    #: (None: all of them)
+    #: chapter 8: fixed validation examples (balanced centres) scoring the chapter's network
+    ffn_val_examples: int = 48
+    #: chapter 8: fixed validation examples scoring each of the ffn_windows workshop's networks
+    #: (2M, 4M, 7M steps; each example costs up to 27 FOV steps of the 17 x 33 x 33 network)
+    ffn_workshop_val_examples: int = 32
+    #: chapter 9 (FFN inference with the workshop's 7M network): (Z, Y, X) crop of the
+    #: validation slices that is flood-filled (None: all of them)
     ffn_inference_crop: tuple[int, int, int] | None = None
     #: chapter 9: (z, y, x) corner of that crop inside the validation slices
     ffn_inference_offset: tuple[int, int, int] = (0, 0, 0)
-    #: chapter 9: training steps when chapter 8's checkpoint is missing (the chapter runs alone)
-    ffn_inference_fallback_steps: int = 20_000
     #: CPU threads torch uses after :func:`seed_everything` (None: torch's default). A fixed
     #: count makes two runs on one machine sum floating-point numbers in the same order.
     cpu_threads: int | None = None
@@ -185,12 +188,15 @@ PROFILES: dict[str, Profile] = {
         ffn_learning_rate=5e-4,
         ffn_train_steps=400,
         ffn_summary_every=40,
-        # chapter 9: an FFN needs about one network step per (2 x 4 x 4)-voxel cell of every
-        # object: 16 x 80 x 80 voxels of the validation slices are ~1000 steps, under a minute on
-        # 2 CPU cores; without chapter 8's network, 60 training steps (about a minute)
-        ffn_inference_crop=(16, 80, 80),
-        ffn_inference_offset=(0, 0, 400),  # 13 objects, none larger than 12 % of the block
-        ffn_inference_fallback_steps=60,
+        # chapter 8: 48 examples of the small network take seconds; 32 examples of each workshop
+        # network took 10-11 FOV steps each, 66-79 s per network on 2 busy cores (batches of 8)
+        ffn_val_examples=48,
+        ffn_workshop_val_examples=32,
+        # chapter 9: the 7M network flood-fills these 20 sections plus 8 of context below them
+        # in 1472 batch-1 steps, 186 s on 2 busy cores (0.13 s a step); alone, the 20 sections
+        # take 268 steps but score far worse (the 17-section FOV cannot move in z)
+        ffn_inference_crop=(20, 224, 224),
+        ffn_inference_offset=(0, 32, 32),
         # the CI machines' two cores: the same number of threads in every build
         cpu_threads=2,
         # chapter 11: a depth-12 33^3 FFN step costs 0.2-0.5 s on 2 idle cores (1 s and more on
@@ -249,10 +255,12 @@ PROFILES: dict[str, Profile] = {
         ffn_learning_rate=1e-3,
         ffn_train_steps=200_000,
         ffn_summary_every=2000,
-        # chapter 9: all validation slices; a fallback training of 20k steps on the GPU
+        # chapter 8: more examples, for steadier numbers
+        ffn_val_examples=500,
+        ffn_workshop_val_examples=500,
+        # chapter 9: all validation slices
         ffn_inference_crop=None,
         ffn_inference_offset=(0, 0, 0),
-        ffn_inference_fallback_steps=20_000,
         # chapter 11: every published segment and rejected seed again, and the whole volume
         google_ffn_object_steps=None,
         google_ffn_rejected_tries=None,

@@ -31,6 +31,20 @@ def test_profiles_differ_only_in_sizes():
     assert quick.dataset == "snemi3d-crop" and full.dataset == "snemi3d"
 
 
+@pytest.mark.parametrize("name", sorted(config.PROFILES))
+def test_ffn_inference_crop_lies_in_the_validation_sections_and_holds_the_workshop_fov(name):
+    profile = config.PROFILES[name]
+    side = {"snemi3d-crop": 512, "snemi3d": 1024}[profile.dataset]   # both have 100 sections
+    n_val = 100 - int(round(100 * profile.train_fraction))
+    val_shape = (n_val, side, side)
+    crop = profile.ffn_inference_crop or val_shape
+    ends = [o + c for o, c in zip(profile.ffn_inference_offset, crop)]
+    assert all(0 <= o for o in profile.ffn_inference_offset)
+    assert all(e <= s for e, s in zip(ends, val_shape)), (ends, val_shape)
+    assert all(c >= f for c, f in zip(crop, (17, 33, 33)))   # the workshop network's FOV (z, y, x)
+    assert profile.ffn_val_examples >= 1 and profile.ffn_workshop_val_examples >= 1
+
+
 def test_cpu_device_says_so(monkeypatch, capsys):
     monkeypatch.delenv("NEUROTUT_DEVICE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -29,6 +29,7 @@ from neurotut.ffn.train import (
     crop_centered,
     draw_augmentation,
     evaluate,
+    evaluate_examples,
     face_max_moves,
     fixed_move_order,
     latest_checkpoint,
@@ -436,6 +437,49 @@ def test_run_examples_batches_and_evaluate_counts_every_step(synthetic_volume):
     counts = evaluate(trainer.model, [synthetic_volume], [("syn", c) for c in centres], cfg, batch_size=2)
     assert counts.examples == 3 and counts.steps == 81 and counts.metrics()["steps_per_example"] == 27
     assert counts.metrics()["recall"] == 1.0  # every FOV said "inside"
+
+
+def test_eval_counts_add_up():
+    a, b = EvalCounts(), EvalCounts()
+    a.add(np.array([3.0, -3.0], np.float32), np.array([0.95, 0.95], np.float32), logit(0.9), steps=2)
+    b.add(np.array([3.0, 3.0], np.float32), np.array([0.05, 0.95], np.float32), logit(0.9), steps=5)
+    total = a + b
+    assert (total.tp, total.fp, total.fn, total.tn) == (2, 1, 1, 0)
+    assert total.examples == 2 and total.steps == 7
+    assert total.loss_sum == pytest.approx(a.loss_sum + b.loss_sum)
+    assert (a.tp, a.examples) == (1, 1)  # the operands are unchanged
+
+
+def test_evaluate_examples_in_input_order_and_summing_to_evaluate(synthetic_volume):
+    trainer = _trainer(synthetic_volume)
+    cfg = trainer.config
+    _, drawn = make_sampler([synthetic_volume], cfg, min_size=100, seed=5).sample(7)
+    centres = [("syn", tuple(int(v) for v in c)) for c in drawn]
+    results = evaluate_examples(trainer.model, [synthetic_volume], centres, cfg, batch_size=3)
+    assert [(r.volume, r.center) for r in results] == centres
+    total = evaluate(trainer.model, [synthetic_volume], centres, cfg, batch_size=3)
+    summed = EvalCounts()
+    for r in results:
+        assert r.counts.examples == 1 and 1 <= r.steps <= 27
+        ex = load_example(synthetic_volume, r.center, cfg)
+        assert r.object_fraction == pytest.approx(float(np.mean(ex.target > 0.5)))
+        assert r.object_fraction == 0.0 or synthetic_volume.labels[r.center] > 0
+        summed = summed + r.counts
+    assert (summed.tp, summed.fp, summed.fn, summed.tn, summed.steps) == (
+        total.tp, total.fp, total.fn, total.tn, total.steps)
+    # alone, each example gives the counts it had in the batch
+    alone = evaluate_examples(trainer.model, [synthetic_volume], centres[2:3], cfg)[0]
+    assert (alone.counts.tp, alone.counts.fp, alone.steps) == (
+        results[2].counts.tp, results[2].counts.fp, results[2].steps)
+
+
+def test_evaluate_without_centres_is_empty_not_an_error(synthetic_volume):
+    trainer = _trainer(synthetic_volume)
+    assert evaluate_examples(trainer.model, [synthetic_volume], [], trainer.config) == []
+    counts = evaluate(trainer.model, [synthetic_volume], [], trainer.config)
+    assert counts.examples == 0 and math.isnan(counts.metrics()["f1"])
+    with pytest.raises(KeyError, match="no volume named"):
+        evaluate_examples(trainer.model, [synthetic_volume], [("other", (10, 40, 40))], trainer.config)
 
 
 def test_tensorboard_summaries(synthetic_volume, tmp_path):

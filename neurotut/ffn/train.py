@@ -522,6 +522,12 @@ class EvalCounts:
     def voxels(self) -> int:
         return self.tp + self.fp + self.fn + self.tn
 
+    def __add__(self, other: EvalCounts) -> EvalCounts:
+        """The counts of both sets of examples together."""
+        if not isinstance(other, EvalCounts):
+            return NotImplemented
+        return EvalCounts(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
+
     def metrics(self) -> dict[str, float]:
         """precision, recall, f1, patch_loss, examples, steps_per_example, and
         ``f1_all_inside``: the F1 of predicting every voxel of every patch as the object (the
@@ -690,6 +696,54 @@ def run_example(
     raise AssertionError("unreachable: every example makes at least one step")
 
 
+@dataclass
+class ExampleResult:
+    """One evaluated example: where it was, how many FOV steps it took and its counts."""
+
+    volume: str
+    center: tuple[int, int, int]
+    #: fraction of the patch that is the centre's object (soft target > 0.5); 0 on background
+    object_fraction: float
+    counts: EvalCounts
+
+    @property
+    def steps(self) -> int:
+        return self.counts.steps
+
+
+def evaluate_examples(
+    model: ConvStack3DFFN,
+    volumes: Sequence[TrainVolume],
+    centers: Sequence[tuple[str, Sequence[int]]],
+    config: TrainConfig,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+    order: Sequence[Sequence[int]] | None = None,
+) -> list[ExampleResult]:
+    """:func:`evaluate` example by example: one :class:`ExampleResult` per centre, in the order of
+    ``centers`` (their counts sum to what :func:`evaluate` returns)."""
+    by_name = {v.name: v for v in volumes}
+    for name, _ in centers:
+        if name not in by_name:
+            raise KeyError(f"no volume named {name!r}; have {sorted(by_name)}")
+    index: dict[int, int] = {}  # id of a running example -> its place in ``centers``
+
+    def examples() -> Iterator[Example]:  # loaded lazily: at most batch_size patches in memory
+        for i, (name, center) in enumerate(centers):
+            example = load_example(by_name[name], center, config)
+            index[id(example)] = i
+            yield example
+
+    threshold = logit(config.threshold)
+    results: list[ExampleResult | None] = [None] * len(centers)
+    for example, steps in run_examples(model, examples(), config, order, device, batch_size):
+        counts = EvalCounts()
+        counts.add(example.canvas, example.target, threshold, steps=len(steps))
+        fraction = float(np.mean(example.target > 0.5))
+        results[index.pop(id(example))] = ExampleResult(example.volume, example.center, fraction, counts)
+    return results  # type: ignore[return-value]
+
+
 def evaluate(
     model: ConvStack3DFFN,
     volumes: Sequence[TrainVolume],
@@ -701,17 +755,12 @@ def evaluate(
 ) -> EvalCounts:
     """Evaluation statistics of a model on fixed examples: each ``(volume name, (z, y, x))`` centre
     is run through the move policy (:func:`run_examples`: no augmentation, no gradient) and its
-    final canvas is compared with its target. Returns the summed :class:`EvalCounts`."""
-    by_name = {v.name: v for v in volumes}
-    for name, _ in centers:
-        if name not in by_name:
-            raise KeyError(f"no volume named {name!r}; have {sorted(by_name)}")
-    examples = (load_example(by_name[name], center, config) for name, center in centers)
-    threshold = logit(config.threshold)
-    counts = EvalCounts()
-    for example, steps in run_examples(model, examples, config, order, device, batch_size):
-        counts.add(example.canvas, example.target, threshold, steps=len(steps))
-    return counts
+    final canvas is compared with its target. Returns the summed :class:`EvalCounts` (empty
+    counts, whose metrics are NaN, for no centres)."""
+    total = EvalCounts()
+    for result in evaluate_examples(model, volumes, centers, config, device, batch_size, order):
+        total = total + result.counts
+    return total
 
 
 # --------------------------------------------------------------------------------------------
