@@ -10,7 +10,7 @@ from scipy import ndimage
 from neurotut.data.download import is_cached
 from neurotut.ffn import reproduce as rp
 from neurotut.ffn.inference import Canvas, InferenceOptions
-from neurotut.ffn.seeds import PolicyGrid3d, SeedPolicy
+from neurotut.ffn.seeds import PolicyGrid3d
 from neurotut.ffn.storage import OriginInfo
 
 FOV, DELTAS = (5, 9, 9), (1, 2, 2)
@@ -30,17 +30,6 @@ def oracle(images: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     cz, cy, cx = (s // 2 for s in images.shape[1:])
     centre = ids[:, cz, cy, cx][:, None, None, None]
     return np.where((ids == centre) & (centre != 0), 3.0 + 0.1 * dist, -5.0).astype(np.float32)
-
-
-class ListPolicy(SeedPolicy):
-    name = "ListPolicy"
-
-    def __init__(self, image, margin, points):
-        super().__init__(image, margin)
-        self.points = np.asarray(points, dtype=np.int64).reshape(-1, 3)
-
-    def compute_coords(self):
-        return self.points
 
 
 @pytest.fixture(scope="module")
