@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "neurotut.agglomerate",
     "neurotut.metrics",
     "neurotut.doctor",
+    "neurotut.neuroglancer_view",
 ]
 
 #: the error types reported as one line (bad input, not bugs)

@@ -1,4 +1,4 @@
-"""Pictures of EM volumes: label colours, overlays, orthogonal views, slice animations.
+"""Pictures of EM volumes: label colours, overlays, orthogonal views, slice animations, 3D meshes.
 
 Images are (Z, Y, X); physical extents come from the voxel size (z, y, x) in nm, so xz and yz views
 are drawn with the true anisotropy.
@@ -232,76 +232,48 @@ def orthogonal_views(
 
 
 # ------------------------------------------------------------------------------------------------
-# 3D views and error maps
+# 3D: interactive meshes in the book and in notebooks, Neuroglancer for local work
 
 
-def segment_meshes(
-    labels: np.ndarray,
-    ids: list[int],
+def segments_3d(
+    panels: dict[str, tuple[np.ndarray, list[int]]],
     voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0),
-    step: int = 2,
-) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Surface meshes of the given segment ids by marching cubes.
-
-    Returns ``{id: (vertices (V, 3) float32 in nm as z, y, x, faces (F, 3) int)}``; ``step`` > 1
-    coarsens the mesh. Segments absent from ``labels`` are skipped.
-    """
-    from skimage.measure import marching_cubes
-
-    meshes = {}
-    for i in ids:
-        mask = labels == i
-        if not mask.any():
-            continue
-        zz, yy, xx = np.nonzero(mask)
-        lo = np.maximum([zz.min() - 1, yy.min() - 1, xx.min() - 1], 0)
-        hi = [zz.max() + 2, yy.max() + 2, xx.max() + 2]
-        sub = np.pad(mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], 1).astype(np.float32)
-        verts, faces, _, _ = marching_cubes(sub, 0.5, spacing=tuple(float(v) for v in voxel_size), step_size=step)
-        verts += (lo - 1) * np.asarray(voxel_size)
-        meshes[int(i)] = (verts.astype(np.float32), faces)
-    return meshes
-
-
-def render_segments_3d(
-    labels: np.ndarray,
-    ids: list[int],
-    voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0),
-    ax=None,
-    step: int = 2,
-    elev: float = 20.0,
-    azim: float = -60.0,
+    max_faces: int = 60_000,
+    height: int = 480,
+    title: str | None = None,
+    interactive: bool | None = None,
 ):
-    """Draw the surfaces of segments ``ids`` in 3D (matplotlib, renders in the static book).
+    """Turnable 3D surfaces of segments, side by side: ``{title: (labels (Z, Y, X), ids)}``.
 
-    Colours match :func:`colorize`. Axes are x, y, z in micrometres. Returns the axes.
+    Marching cubes at ``voxel_size`` (z, y, x) nm, decimated to ``max_faces`` triangles in all
+    (:mod:`neurotut.meshes`), drawn with plotly (:mod:`neurotut.mesh_figure`): the figure with a
+    live kernel, an HTML block that works in the static book otherwise. Colours match
+    :func:`colorize`; hovering shows a segment's id and size. ValueError for a panel without
+    ids or with ids its labels lack.
     """
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+    from neurotut import mesh_figure
 
-    if ax is None:
-        fig = plt.figure(figsize=(7, 6))
-        ax = fig.add_subplot(projection="3d")
-    meshes = segment_meshes(labels, ids, voxel_size, step)
-    light = np.array([0.4, -0.5, 0.77])
-    light /= np.linalg.norm(light)
-    for i, (verts, faces) in meshes.items():
-        xyz = verts[:, ::-1] / 1000.0  # z, y, x nm -> x, y, z um
-        triangles = xyz[faces]
-        normals = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-        normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
-        shade = 0.35 + 0.65 * np.abs(normals @ light)  # simple diffuse lighting
-        colour = colorize(np.array([i]))[0]
-        ax.add_collection3d(Poly3DCollection(triangles, facecolors=shade[:, None] * colour, edgecolor="none"))
-    extent = np.asarray(labels.shape)[::-1] * np.asarray(voxel_size)[::-1] / 1000.0
-    ax.set_xlim(0, extent[0])
-    ax.set_ylim(0, extent[1])
-    ax.set_zlim(0, extent[2])
-    ax.set_box_aspect(extent)
-    ax.set_xlabel("x (um)")
-    ax.set_ylabel("y (um)")
-    ax.set_zlabel("z (um)")
-    ax.view_init(elev=elev, azim=azim)
-    return ax
+    fig = mesh_figure.segments_figure(panels, voxel_size, max_faces, height=height, title=title)
+    return mesh_figure.show(fig, interactive)
+
+
+def neuroglancer_viewer(
+    image: np.ndarray | None = None,
+    segmentations: dict[str, np.ndarray] | None = None,
+    voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0),
+    port: int = 0,
+):
+    """Open arrays in Neuroglancer, served from this process on 127.0.0.1: an image (Z, Y, X)
+    and segmentation layers ``{name: (Z, Y, X) integers}`` of the same shape, at ``voxel_size``
+    (z, y, x) nm. Returns the ``neuroglancer.Viewer``; ``str(viewer)`` is its URL. See
+    :func:`neurotut.neuroglancer_view.open_viewer`."""
+    from neurotut.neuroglancer_view import open_viewer
+
+    return open_viewer(image, segmentations or {}, voxel_size, port=port)
+
+
+# ------------------------------------------------------------------------------------------------
+# error maps
 
 
 def error_masks(

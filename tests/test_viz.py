@@ -1,4 +1,4 @@
-"""Pictures: colours, overlays, error maps, meshes, the slice viewer's static fallback."""
+"""Pictures: colours, overlays, error maps, the slice viewer's static fallback."""
 
 import numpy as np
 import pytest
@@ -36,18 +36,6 @@ def test_error_masks_find_one_split_and_one_merge():
     assert merge.sum() == 100 and merge[0, :, :20].sum() == 100
     split, merge = viz.error_masks(gt, gt, min_overlap=1)
     assert not split.any() and not merge.any()
-
-
-def test_meshes_are_in_nanometres():
-    labels = np.zeros((6, 20, 20), np.uint32)
-    labels[1:5, 5:15, 5:15] = 4
-    meshes = viz.segment_meshes(labels, [4, 99], voxel_size=(30.0, 6.0, 6.0), step=1)
-    assert list(meshes) == [4]
-    verts, faces = meshes[4]
-    assert faces.shape[1] == 3
-    lo, hi = verts.min(0), verts.max(0)
-    assert lo[0] == pytest.approx(0.5 * 30, abs=1) and hi[0] == pytest.approx(4.5 * 30, abs=1)
-    assert lo[1] == pytest.approx(4.5 * 6, abs=1) and hi[2] == pytest.approx(14.5 * 6, abs=1)
 
 
 def test_slice_viewer_falls_back_to_a_static_player(monkeypatch):
