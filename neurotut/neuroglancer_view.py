@@ -25,10 +25,9 @@ from neurotut.meshes import check_voxel_size
 LOOPBACK = "127.0.0.1"
 
 
-def check_shapes(image_shape: Sequence[int] | None, seg_shapes: Mapping[str, Sequence[int]]) -> tuple[int, ...]:
-    """The common (Z, Y, X) shape of the layers; ValueError naming the layer that differs."""
-    shapes = ({"image": tuple(image_shape)} if image_shape is not None else {}) | {
-        name: tuple(s) for name, s in seg_shapes.items()}
+def check_shapes(layers: Mapping[str, Sequence[int]]) -> tuple[int, ...]:
+    """The common (Z, Y, X) shape of ``{layer name: shape}``; ValueError naming a layer that differs."""
+    shapes = {name: tuple(shape) for name, shape in layers.items()}
     if not shapes:
         raise ValueError("nothing to show: give an image or a segmentation")
     for name, shape in shapes.items():
@@ -69,8 +68,8 @@ def open_viewer(
     """
     import neuroglancer
 
-    shape = check_shapes(None if image is None else np.shape(image),
-                         {name: np.shape(s) for name, s in segmentations.items()})
+    shape = check_shapes(({image_name: np.shape(image)} if image is not None else {})
+                         | {name: np.shape(s) for name, s in segmentations.items()})
     scales = check_voxel_size(voxel_size)
     if image is not None and not (np.asarray(image).dtype == np.uint8
                                   or np.issubdtype(np.asarray(image).dtype, np.floating)):
@@ -135,8 +134,8 @@ def _view_command(args: argparse.Namespace) -> int:
             dset = get_dataset(f, spec.dataset)
             check_dataset(dset, spec, ndim=3, kind=kind)
             shapes[str(spec)] = dset.shape
+    check_shapes(shapes)
     names: set[str] = set()
-    check_shapes(shapes[str(image_spec)], {str(s): shapes[str(s)] for s in seg_specs})
     image = read_volume(image_spec)
     segs = {_layer_name(s, names): read_volume(s) for s in seg_specs}
     viewer = open_viewer(image, segs, voxel_size, port=args.port, image_name=_layer_name(image_spec, names))
