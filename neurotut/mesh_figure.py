@@ -62,11 +62,14 @@ def mesh_figure(
     height: int = 480,
     title: str | None = None,
     seed: int = 0,
+    shape: Sequence[int] | None = None,
 ):
     """A plotly figure with one 3D scene per panel (side by side), ``{title: meshes}``.
 
-    Axes are x, y, z in um at their true scale; every scene starts from the same camera. Raises
-    ValueError when there is no panel or a panel holds no mesh (an empty 3D figure says nothing).
+    Axes are x, y, z in um at their true scale; every scene starts from the same camera. With
+    ``shape`` (the volume's (Z, Y, X)) and ``voxel_size``, every scene spans the whole volume, so
+    panels compare at a glance; otherwise each fits its meshes. Raises ValueError when there is no
+    panel or a panel holds no mesh (an empty 3D figure says nothing).
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -85,6 +88,13 @@ def mesh_figure(
     axis = dict(showbackground=False, showspikes=False, tickformat=".1f")
     scene = dict(aspectmode="data", camera=CAMERA, xaxis=dict(title="x (um)", **axis),
                  yaxis=dict(title="y (um)", **axis), zaxis=dict(title="z (um)", **axis))
+    if shape is not None and voxel_size is not None:
+        lo = -0.5 * np.asarray(voxel_size, float)[::-1] / 1000.0  # x, y, z um; voxel edges
+        hi = (np.asarray(shape, float)[::-1] - 0.5) * np.asarray(voxel_size, float)[::-1] / 1000.0
+        ratio = (hi - lo) / (hi - lo).max()
+        scene.update(aspectmode="manual", aspectratio=dict(zip("xyz", ratio.tolist())))
+        for name, a, b in zip(("xaxis", "yaxis", "zaxis"), lo, hi):
+            scene[name] = dict(scene[name], range=[float(a), float(b)], autorange=False)
     fig.update_scenes(**scene)
     fig.update_layout(height=height, showlegend=False, margin=dict(l=0, r=0, t=60 if title else 30, b=0),
                       title=title, paper_bgcolor="white", template="plotly_white")
@@ -97,7 +107,8 @@ def segments_figure(
     max_faces: int = 60_000,
     **figure_args,
 ):
-    """Mesh and draw segments: ``{title: (labels (Z, Y, X) integers, ids)}`` -> :func:`mesh_figure`.
+    """Mesh and draw segments: ``{title: (labels (Z, Y, X) integers, ids)}`` -> :func:`mesh_figure`,
+    every scene spanning the whole volume.
 
     ``max_faces`` triangles in all, shared equally by the panels (each panel's meshes are
     decimated to its share). ValueError when a panel's labels lack one of its ids or it has none.
@@ -110,7 +121,8 @@ def segments_figure(
     share = max_faces // len(panels)
     meshed = {name: meshes_mod.segment_meshes(labels, ids, voxel_size, share)
               for name, (labels, ids) in panels.items()}
-    return mesh_figure(meshed, voxel_size, **figure_args)
+    shape = np.max([np.shape(labels) for labels, _ in panels.values()], axis=0)
+    return mesh_figure(meshed, voxel_size, shape=tuple(int(s) for s in shape), **figure_args)
 
 
 def static_html(fig) -> str:

@@ -129,3 +129,42 @@ def test_slice_players_respond(browser, page_name):
         player.locator("button[title='Next frame']").click()
         assert image.get_attribute("src") != before, f"{page_name}: slice player {i} did not move"
     page.close()
+
+
+#: pages that show turnable 3D figures (plotly, neurotut.mesh_figure)
+PAGES_WITH_3D = ["chapters/01_snemi3d_data", "chapters/10_postprocess_and_visualize"]
+
+_SCENES = """gd => Object.keys(gd._fullLayout).filter(k => /^scene\\d*$/.test(k)).map(k => {
+    const d = gd._fullLayout[k].domain;
+    return {name: k, x: (d.x[0] + d.x[1]) / 2, y: 1 - (d.y[0] + d.y[1]) / 2,
+            eye: JSON.stringify(gd._fullLayout[k].camera.eye)};
+})"""
+
+
+@pytest.mark.parametrize("page_name", PAGES_WITH_3D)
+def test_3d_figures_turn_when_dragged(browser, page_name):
+    page, errors = _open(browser, page_name)
+    figures = page.locator(".cell_output .plotly-graph-div")
+    assert figures.count() >= 1, f"{page_name}: no 3D figure"
+    for i in range(figures.count()):
+        figure = figures.nth(i)
+        figure.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        assert figure.locator("canvas").count() >= 1, f"{page_name}: 3D figure {i} drew nothing (no WebGL?)"
+        scenes = figure.evaluate(_SCENES)
+        assert scenes, f"{page_name}: 3D figure {i} has no scene"
+        box = figure.bounding_box()
+        for scene in scenes:
+            x, y = box["x"] + scene["x"] * box["width"], box["y"] + scene["y"] * box["height"]
+            clip = {"x": x - 120, "y": y - 120, "width": 240, "height": 240}
+            before = page.screenshot(clip=clip)
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + 120, y + 40, steps=10)
+            page.mouse.up()
+            page.wait_for_timeout(300)
+            after = {s["name"]: s["eye"] for s in figure.evaluate(_SCENES)}
+            assert after[scene["name"]] != scene["eye"], f"{page_name}: figure {i} {scene['name']} did not turn"
+            assert page.screenshot(clip=clip) != before, f"{page_name}: figure {i} {scene['name']} looks the same"
+    assert not [e for e in errors if "Failed to load resource" not in e or "file://" in e], errors
+    page.close()

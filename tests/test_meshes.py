@@ -89,7 +89,10 @@ def test_figure_has_one_scene_per_panel_with_hover_ids_and_stays_small():
     assert sum(len(t.i) for t in fig.data) <= 1000
     # micrometres, x y z: the slab spans the whole x extent of the volume
     assert max(fig.data[1].x) == pytest.approx(49.5 * 6 / 1000, abs=1e-6)
-    assert fig.layout.scene.aspectmode == "data"
+    # every scene spans the whole volume, at its true proportions (x 300 nm, y 240 nm, z 300 nm)
+    for scene in (fig.layout.scene, fig.layout.scene2):
+        assert scene.xaxis.range == pytest.approx((-0.003, 0.297)) and scene.zaxis.range == pytest.approx((-0.015, 0.285))
+        assert (scene.aspectratio.x, scene.aspectratio.y, scene.aspectratio.z) == pytest.approx((1.0, 0.8, 1.0))
     html = mesh_figure.static_html(fig)
     assert 'class="plotly-graph-div"' in html and "<script src" not in html and "cdn" not in html.lower()
     assert len(html) < 200_000
