@@ -257,6 +257,36 @@ def segments_3d(
     return mesh_figure.show(fig, interactive)
 
 
+def largest_segments_3d(
+    segmentations: dict[str, np.ndarray],
+    n: int = 5,
+    voxel_size: tuple[float, float, float] = (30.0, 6.0, 6.0),
+    max_faces: int = 60_000,
+    height: int = 480,
+    interactive: bool | None = None,
+):
+    """The ``n`` largest segments of each ``{title: (Z, Y, X) integers}``, side by side in 3D
+    (:func:`segments_3d`). A segmentation without segments gets no panel: an empty 3D view says
+    nothing. Returns ``(figure or None when no panel is left, one sentence saying what is shown)``.
+    """
+    from neurotut.meshes import largest_segments, segment_sizes
+
+    panels, said = {}, []
+    for name, labels in segmentations.items():
+        sizes = segment_sizes(labels)
+        ids = largest_segments(labels, n)
+        if not ids:
+            said.append(f"{name}: no segment, so no panel")
+            continue
+        panels[name] = (labels, ids)
+        which = f"all {len(ids)} segments" if len(ids) == len(sizes) else f"the {len(ids)} largest of {len(sizes):,} segments"
+        said.append(f"{name}: {which} ({sizes[ids[0]]:,} to {sizes[ids[-1]]:,} voxels)")
+    text = "; ".join(said) + "."
+    if not panels:
+        return None, text
+    return segments_3d(panels, voxel_size, max_faces, height, interactive=interactive), text
+
+
 def neuroglancer_viewer(
     image: np.ndarray | None = None,
     segmentations: dict[str, np.ndarray] | None = None,

@@ -118,3 +118,16 @@ def test_static_and_live_display(monkeypatch):
     assert 'class="plotly-graph-div"' in shown.data
     live = viz.segments_3d({"truth": (labels, [7])}, VOXEL, interactive=True)
     assert type(live).__name__ == "Figure"
+
+
+def test_largest_segments_3d_leaves_out_empty_segmentations_and_says_so(monkeypatch):
+    monkeypatch.setenv("NEUROTUT_STATIC", "1")
+    labels = _two_objects()
+    empty = np.zeros_like(labels)
+    shown, text = viz.largest_segments_3d({"truth": labels, "FFN": empty}, n=1, voxel_size=VOXEL)
+    assert shown.data.count('class="plotly-graph-div"') == 1 and '"scene2"' not in shown.data
+    assert text == "truth: the 1 largest of 2 segments (3,500 to 3,500 voxels); FFN: no segment, so no panel."
+    shown, text = viz.largest_segments_3d({"FFN": empty}, voxel_size=VOXEL)
+    assert shown is None and text == "FFN: no segment, so no panel."
+    _, text = viz.largest_segments_3d({"truth": labels}, n=5, voxel_size=VOXEL)
+    assert text == "truth: all 2 segments (3,500 to 3,000 voxels)."

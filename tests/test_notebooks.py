@@ -61,6 +61,9 @@ def test_chapter_1_executes_in_the_quick_profile(tmp_path, monkeypatch):
     assert "train: sections 0-" in out
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                if "image/png" in o.get("data", {})]
-    assert len(figures) >= 4, "chapter 1 shows its figures (xy slices, xz, 3D, statistics, split)"
+    assert len(figures) >= 4, "chapter 1 shows its figures (xy slices, xz, statistics, split)"
+    outputs = [o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("application/vnd.plotly.v1+json" in d or "plotly-graph-div" in d.get("text/html", "")
+               for d in outputs), "chapter 1 shows neurites in 3D (a plotly figure)"
     if os.environ.get("NEUROTUT_REQUIRE_REAL_DATA") == "1":
         assert "Using real data: snemi3d-crop (100, 512, 512)" in out
