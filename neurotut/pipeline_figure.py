@@ -55,7 +55,7 @@ def seed_point(labels: np.ndarray, z: int, margin: tuple[int, int, int]) -> tupl
     return int(z), int(y), int(x)
 
 
-def compute(profile=None, size: int = 192, device: str = "cpu") -> PipelineResult:
+def compute(profile=None, size: int = 160, device: str = "cpu") -> PipelineResult:
     """Run the pipeline on the last ``profile.unet_predict_window[0]`` sections of the tutorial
     volume, a ``size`` x ``size`` window at its centre (y, x; a multiple of 16)."""
     from neurotut import config, data, experiments, inference, pretrained
@@ -76,18 +76,19 @@ def compute(profile=None, size: int = 192, device: str = "cpu") -> PipelineResul
     aff = experiments.score_at_tuned_threshold((tune, vol.labels[tune_box]), (affs, vol.labels[box]),
                                                profile.agglomeration_thresholds, cfg.offsets, vol.voxel_size)
 
-    # the FFN's canvas adds the training sections below the block: its FOV needs context in z
+    # the FFN's canvas adds half a FOV of sections below the block as context, as chapter 9 does
     request = originals.workshop_request()
     model, steps = originals.workshop_network(originals.WORKSHOP_STEPS[-1], device)
-    canvas_box = (slice(tune_box[0].start, n_z),) + box[1:]
+    context = model.config.fov_size[0] // 2
+    canvas_box = (slice(n_z - depth - context, n_z),) + box[1:]
     image = ffn_inference.normalize_image(vol.raw[canvas_box], request.image_mean, request.image_stddev)
     canvas = ffn_inference.Canvas(image, ffn_inference.TorchPredictor(model, device), model.config.fov_size,
                                   model.config.deltas, request.inference_options)
-    seed = seed_point(vol.labels[canvas_box], depth + depth // 2, tuple(int(m) for m in canvas.margin))
+    seed = seed_point(vol.labels[canvas_box], context + depth // 2, tuple(int(m) for m in canvas.margin))
     canvas.segment_at(seed)
     labelled, _ = ndimage.label(canvas.seed >= canvas.t_segment)
-    ffn_object = (labelled == labelled[seed])[depth:]  # the component that holds the seed, in the block
-    seed = (seed[0] - depth, seed[1], seed[2])
+    ffn_object = (labelled == labelled[seed])[context:]  # the component that holds the seed, in the block
+    seed = (seed[0] - context, seed[1], seed[2])
     channels = nearest_neighbour_channels(cfg.offsets)  # z, y, x order
     return PipelineResult(
         raw=vol.raw[box], affinities=affs[channels[::-1]], segmentation=aff["segmentation"],
