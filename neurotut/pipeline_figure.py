@@ -146,8 +146,8 @@ def caption(result: PipelineResult) -> str:
     return (
         f"Section {result.first_section + z} of the tutorial volume, a {um:.2f} x {um:.2f} um window "
         f"of a block (sections {result.first_section}-{result.first_section + result.raw.shape[0] - 1}) "
-        f"that the affinity network never saw. Its segmentation scores ARAND {result.arand:.3f} on the "
-        f"block; the FFN object grew from the seed marked + (section {result.first_section + z}, y {y}, "
+        f"that the affinity network never saw (the FFN was trained on every section of the volume). "
+        f"The segmentation scores ARAND {result.arand:.3f} on the block; the FFN object grew from the seed marked + (section {result.first_section + z}, y {y}, "
         f"x {x} of the window) to {int(result.ffn_object.sum()):,} voxels. Networks: {result.networks}. "
         f"{result.attribution}"
     )
