@@ -25,8 +25,10 @@ from neurotut.meshes import Mesh
 PLOTLY_JS = "plotly.min.js"
 #: the class of the element that holds a plotly figure in its HTML
 FIGURE_CLASS = "plotly-graph-div"
-#: the figure camera before anyone turns it: from the front, a little from above
+#: the camera of a one-panel figure before anyone turns it: from the front, a little from above
 CAMERA = dict(eye=dict(x=1.4, y=-1.4, z=0.9), up=dict(x=0, y=0, z=1))
+#: how much farther the camera stands per extra panel (narrow scenes would crop the volume)
+CAMERA_STEP_BACK = 0.35
 
 
 def _rgb(segment_id: int, seed: int = 0) -> str:
@@ -66,7 +68,8 @@ def mesh_figure(
 ):
     """A plotly figure with one 3D scene per panel (side by side), ``{title: meshes}``.
 
-    Axes are x, y, z in um at their true scale; every scene starts from the same camera. With
+    Axes are x, y, z in um at their true scale; every scene starts from the same camera (farther
+    back the more panels share the width). With
     ``shape`` (the volume's (Z, Y, X)) and ``voxel_size``, every scene spans the whole volume, so
     panels compare at a glance; otherwise each fits its meshes. Raises ValueError when there is no
     panel or a panel holds no mesh (an empty 3D figure says nothing).
@@ -86,7 +89,9 @@ def mesh_figure(
         for mesh in panels[name]:
             fig.add_trace(mesh_trace(mesh, voxel_size, name, seed), row=1, col=col)
     axis = dict(showbackground=False, showspikes=False, tickformat=".1f")
-    scene = dict(aspectmode="data", camera=CAMERA, xaxis=dict(title="x (um)", **axis),
+    back = 1.0 + CAMERA_STEP_BACK * (len(names) - 1)
+    camera = dict(CAMERA, eye={k: v * back for k, v in CAMERA["eye"].items()})
+    scene = dict(aspectmode="data", camera=camera, xaxis=dict(title="x (um)", **axis),
                  yaxis=dict(title="y (um)", **axis), zaxis=dict(title="z (um)", **axis))
     if shape is not None and voxel_size is not None:
         lo = -0.5 * np.asarray(voxel_size, float)[::-1] / 1000.0  # x, y, z um; voxel edges

@@ -159,8 +159,9 @@ def test_3d_figures_turn_when_dragged(browser, page_name):
             clip = {"x": x - 120, "y": y - 120, "width": 240, "height": 240}
             before = page.screenshot(clip=clip)
             page.mouse.move(x, y)
+            page.wait_for_timeout(500)  # let the hover label settle, as a reader's pointer would
             page.mouse.down()
-            page.mouse.move(x + 120, y + 40, steps=10)
+            page.mouse.move(x + 60, y + 30, steps=20)
             page.mouse.up()
             page.wait_for_timeout(300)
             after = {s["name"]: s["eye"] for s in figure.evaluate(_SCENES)}
