@@ -14,7 +14,7 @@ time includes the per-step data work, not just the network. Each variant runs ``
 first (not timed). Printed: steps/s, FOVs/s (steps/s x batch) and both as ratios to the original.
 
 Variants: on the CPU, float32 with the default and the channels-last memory format; on CUDA,
-float32, bfloat16 autocast (``amp``), channels-last, and larger batches. The issue's goal on a
+float32, bfloat16 autocast (``amp``), channels-last, and larger batches. The project's goal on a
 modern GPU is >= 10x the original's FOV throughput.
 """
 

@@ -13,7 +13,7 @@ Modules (axis order is always z, y, x; channels first):
 * :mod:`neurotut.augment` - Superhuman augmentations (flips/transposes with affinity channels, defects)
 * :mod:`neurotut.train` - training loop with checkpoints that resume exactly (``neurotut train``)
 * :mod:`neurotut.inference` - sliding-window prediction with bump blending (``neurotut predict``)
-* :mod:`neurotut.experiments` - base vs reversible U-Nets (the seed paper's Table 1)
+* :mod:`neurotut.experiments` - base vs reversible U-Nets (Koyama et al.'s Table 1)
 * :mod:`neurotut.memory` - what a training step keeps for backward (bytes saved, CUDA peak)
 * :mod:`neurotut.viz` - label colours, overlays, orthogonal views, slice animations
 * :mod:`neurotut.ffn` - Flood-Filling Networks: partitions, coordinates, model, training, inference

@@ -65,7 +65,7 @@ class Profile:
     #: chapters 6 and 10: the pretrained RSUNet they segment with (a file of
     #: :mod:`neurotut.pretrained`); None: the network chapter 4 trained in this profile
     unet_pretrained: str | None = None
-    #: chapter 5 (base vs reversible, the seed's Table 1): depths n, Adam steps per model for
+    #: chapter 5 (base vs reversible, Koyama et al.'s Table 1): depths n, Adam steps per model for
     #: the accuracy column, patch and batch of the memory/time/accuracy runs
     table1_depths: tuple[int, ...] = (1, 2, 3, 4)
     table1_steps: int = 20
@@ -87,7 +87,7 @@ class Profile:
     #: chapter 3: Adam steps that train the blocks before the second invertibility check
     revnet_train_steps: int = 20
     #: chapter 7 (FFN preprocessing): local object mask radius (z, y, x) in voxels for
-    #: compute_partitions (the seed workflow used 24,24,24 on SNEMI3D)
+    #: compute_partitions (the ffn_windows workshop used 24,24,24 on SNEMI3D)
     ffn_lom_radius: tuple[int, int, int] = (24, 24, 24)
     #: chapter 7: voxels (z, y, x) left out at every border before sampling centres (--margin)
     ffn_margin: tuple[int, int, int] = (24, 24, 24)
@@ -95,9 +95,9 @@ class Profile:
     ffn_sample_count: int = 100_000
     #: chapter 8 (FFN training): ConvStack3D depth (the SNEMI3D model of the seed: 9)
     ffn_depth: int = 9
-    #: chapter 8: field of view (z, y, x) in voxels (the seed's 33,33,17 in x,y,z)
+    #: chapter 8: field of view (z, y, x) in voxels (the ffn_windows workshop's 33,33,17 in x,y,z)
     ffn_fov_size: tuple[int, int, int] = (17, 33, 33)
-    #: chapter 8: FOV move step (z, y, x) in voxels (the seed's 8,8,4 in x,y,z)
+    #: chapter 8: FOV move step (z, y, x) in voxels (the ffn_windows workshop's 8,8,4 in x,y,z)
     ffn_deltas: tuple[int, int, int] = (4, 8, 8)
     #: chapter 8: example streams per optimiser step (the original: 4)
     ffn_batch_size: int = 4
@@ -174,7 +174,7 @@ PROFILES: dict[str, Profile] = {
         revnet_channels=16,
         revnet_depths=(1, 2, 4, 8),
         revnet_train_steps=20,
-        # chapter 7: the seed's radius and margin on the real crop (seconds on a CPU)
+        # chapter 7: the ffn_windows workshop's radius and margin on the real crop (seconds on a CPU)
         ffn_lom_radius=(24, 24, 24),
         ffn_margin=(24, 24, 24),
         ffn_sample_count=100_000,
@@ -226,7 +226,7 @@ PROFILES: dict[str, Profile] = {
         unet_segment_crop=None,
         unet_predict_window=(18, 160, 160),
         unet_fallback_steps=20_000,
-        # chapter 5: the seed's comparison, same budget for every network
+        # chapter 5: Koyama et al.'s comparison, same budget for every network
         table1_depths=(1, 2, 3, 4),
         table1_steps=20_000,
         table1_train_depths=(1, 2, 3, 4),
@@ -245,7 +245,7 @@ PROFILES: dict[str, Profile] = {
         ffn_lom_radius=(24, 24, 24),
         ffn_margin=(24, 24, 24),
         ffn_sample_count=1_000_000,
-        # chapter 8: the seed's SNEMI3D model and optimiser (SGD, lr 0.001, clipping 0.7) with
+        # chapter 8: the ffn_windows workshop's SNEMI3D model and optimiser (SGD, lr 0.001, clipping 0.7) with
         # batch 16 on the GPU; 200k steps = 3.2M FOVs, the original's 800k steps at batch 4
         ffn_depth=9,
         ffn_fov_size=(17, 33, 33),
