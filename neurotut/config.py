@@ -56,12 +56,14 @@ class Profile:
     unet_val_crop: tuple[int, int, int] | None = (8, 256, 256)
     #: chapter 4: steps between checkpoints
     unet_checkpoint_every: int = 100
-    #: chapter 6: (Z, Y, X) centre crop of the validation slices predicted and segmented (None:
-    #: all of them), the sliding window, and the training steps used when chapter 4's
-    #: checkpoint is missing (the chapter runs alone)
-    unet_segment_crop: tuple[int, int, int] | None = (20, 256, 256)
+    #: chapter 6: (Z, Y, X) centre crop of the validation slices predicted and segmented (its
+    #: threshold is tuned on the validation rows beside it, so it must leave some), the sliding
+    #: window, and the training steps used when chapter 4's checkpoint is missing
+    unet_segment_crop: tuple[int, int, int] = (20, 256, 256)
     unet_predict_window: tuple[int, int, int] = (20, 128, 128)
     unet_fallback_steps: int = 100
+    #: chapter 6: variants averaged by test-time augmentation (1, 4, 8 or 16; Superhuman: 16)
+    tta_variants: int = 16
     #: chapters 6 and 10: the pretrained RSUNet they segment with (a file of
     #: :mod:`neurotut.pretrained`); None: the network chapter 4 trained in this profile
     unet_pretrained: str | None = None
@@ -78,6 +80,9 @@ class Profile:
     affinity_crop: tuple[int, int, int] | None = (40, 256, 256)
     #: agglomeration thresholds swept with waterz (one pass visits them all), ascending
     agglomeration_thresholds: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    #: chapters 6 and 10: waterz scoring functions tried on the tuning block (the one with the
+    #: lowest tuning ARAND is used): mean affinity (Superhuman) and the median (PyTC's aff50)
+    agglomeration_scorings: tuple[str, ...] = ("mean", "quantile50")
     #: chapter 3 (RevNet): (Z, Y, X) EM patch pushed through the reversible blocks
     revnet_patch: tuple[int, int, int] = (8, 48, 48)
     #: chapter 3: channels of the reversible stream (F and G each act on half of them)
@@ -155,6 +160,7 @@ PROFILES: dict[str, Profile] = {
         unet_checkpoint_every=100,
         unet_segment_crop=(20, 256, 256),
         unet_predict_window=(20, 128, 128),
+        tta_variants=4,
         unet_fallback_steps=500,
         # trained on the CPU machines with the same code, sizes and sections (data/pretrained/)
         unet_pretrained="rsunet_quick_snemi3d_crop.pt",
@@ -223,8 +229,9 @@ PROFILES: dict[str, Profile] = {
         unet_val_patches=16,
         unet_val_crop=(20, 512, 512),
         unet_checkpoint_every=5000,
-        unet_segment_crop=None,
+        unet_segment_crop=(20, 512, 1024),
         unet_predict_window=(18, 160, 160),
+        tta_variants=16,
         unet_fallback_steps=20_000,
         # chapter 5: Koyama et al.'s comparison, same budget for every network
         table1_depths=(1, 2, 3, 4),

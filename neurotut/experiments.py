@@ -286,6 +286,7 @@ def score_at_tuned_threshold(
     thresholds: Sequence[float],
     offsets: Sequence[Sequence[int]] | None = None,
     voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    **agglomerate_kwargs,
 ) -> dict:
     """The honest protocol: choose the agglomeration threshold on one block, report another.
 
@@ -295,6 +296,8 @@ def score_at_tuned_threshold(
         voxel_size: ``(z, y, x)`` for :func:`neurotut.agglomerate.fill_unassigned`, which gives the
             voxels the watershed leaves at 0 the nearest object's id before the test block is
             scored, as a submission would.
+        agglomerate_kwargs: passed to :func:`neurotut.agglomerate.iter_agglomerate` for both
+            blocks (e.g. ``scoring="quantile50"``).
 
     Returns ``threshold`` (chosen on ``tune``), ``tune_arand``, ``scores`` (the test block's
     :class:`neurotut.metrics.SegmentationScores` at that threshold, filled), ``boundary`` (its
@@ -303,11 +306,11 @@ def score_at_tuned_threshold(
     """
     from neurotut.agglomerate import fill_unassigned
 
-    tuned = score_affinities(*tune, thresholds, offsets)
+    tuned = score_affinities(*tune, thresholds, offsets, **agglomerate_kwargs)
     t = tuned["threshold"]
     affs, gt = test
     curve, seg = {}, None
-    for th, s in iter_agglomerate(affs, thresholds, offsets):  # one waterz pass: every threshold
+    for th, s in iter_agglomerate(affs, thresholds, offsets, **agglomerate_kwargs):  # one waterz pass: every threshold
         curve[th] = metrics.evaluate(gt, s)
         if th == t:
             seg = s.copy()
@@ -320,6 +323,28 @@ def score_at_tuned_threshold(
         "curve": curve,
         "segmentation": filled,
     }
+
+
+def tune_and_score(
+    tune: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    thresholds: Sequence[float],
+    offsets: Sequence[Sequence[int]] | None = None,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    scorings: Sequence[str] = ("mean",),
+) -> dict:
+    """:func:`score_at_tuned_threshold` for each waterz scoring function in ``scorings``; the one
+    with the lowest ARAND on the tuning block is chosen (never by the test block).
+
+    Returns that function's result with ``"scoring"`` (its name) and ``"tuning"``
+    (``{scoring: tuning-block ARAND}`` of every function tried) added.
+    """
+    if not scorings:
+        raise ValueError("give at least one scoring function")
+    tried = {name: score_at_tuned_threshold(tune, test, thresholds, offsets, voxel_size, scoring=name)
+             for name in scorings}
+    best = min(tried, key=lambda name: tried[name]["tune_arand"])
+    return {**tried[best], "scoring": best, "tuning": {k: v["tune_arand"] for k, v in tried.items()}}
 
 
 def evaluate_model(

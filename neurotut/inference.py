@@ -29,6 +29,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from neurotut.affinity import SUPERHUMAN_OFFSETS
+from neurotut.tta import predict_with_tta
+
 
 def raw_to_input(raw: np.ndarray) -> np.ndarray:
     """The network's input scaling: uint8 -> float32 in [0, 1] (``/ 255``); floats are taken to
@@ -114,6 +117,8 @@ def predict_volume(
     channels: int | Sequence[int] | None = None,
     amp: bool = True,
     progress: bool = True,
+    tta: int = 1,
+    offsets: Sequence[Sequence[int]] = SUPERHUMAN_OFFSETS,
 ) -> np.ndarray:
     """Affinities of a whole volume by blended sliding windows.
 
@@ -130,10 +135,23 @@ def predict_volume(
             None keeps all.
         amp: autocast (bfloat16, else float16) on CUDA; ignored on CPU.
         progress: show a tqdm bar over batches.
+        tta: test-time augmentation: the mean over 1 (none), 4, 8 or 16 flipped/transposed
+            variants of the volume (:mod:`neurotut.tta`; 16 is Superhuman's set), each
+            predicted as above; ``tta`` times the work.
+        offsets: the offsets of the model's output channels (needed to map flipped affinities
+            back; the default is the 12 Superhuman offsets).
 
     Returns:
         ``(C, Z, Y, X)`` float32 affinities in [0, 1].
     """
+    if tta != 1:
+        def plain(volume: np.ndarray) -> np.ndarray:
+            return predict_volume(model, volume, window, overlap=overlap, batch_size=batch_size,
+                                  device=device, amp=amp, progress=progress)
+
+        full = predict_with_tta(plain, np.asarray(raw), offsets, tta)
+        return full if channels is None else np.ascontiguousarray(
+            full[:int(channels)] if isinstance(channels, (int, np.integer)) else full[list(channels)])
     vol = raw_to_input(raw)
     if vol.ndim != 3:
         raise ValueError(f"raw must be a (Z, Y, X) volume, got shape {vol.shape}")
@@ -224,6 +242,8 @@ def _predict_command(args: argparse.Namespace) -> int:
         channels=args.channels,
         amp=not args.no_amp,
         progress=not args.quiet,
+        tta=args.tta,
+        offsets=train_config.offsets,
     )
     write_h5(
         out_spec.path,
@@ -235,6 +255,7 @@ def _predict_command(args: argparse.Namespace) -> int:
                 "raw": str(args.raw),
                 "window": list(window),
                 "overlap": args.overlap,
+                "tta": args.tta,
             }
         },
         overwrite=args.overwrite,
@@ -263,6 +284,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=int, default=None,
                    help="keep only the first K channels (3 = the nearest neighbours waterz needs; "
                    "blending holds 8 bytes per kept channel and voxel)")
+    p.add_argument("--tta", type=int, default=1, choices=(1, 4, 8, 16),
+                   help="test-time augmentation: average over this many flipped/transposed copies "
+                   "of the volume (16: Superhuman's set; default 1, none)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

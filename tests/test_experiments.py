@@ -23,6 +23,7 @@ from neurotut.experiments import (
     run_table1,
     score_affinities,
     score_at_tuned_threshold,
+    tune_and_score,
     koyama_table_markdown,
     table1_variants,
     to_markdown,
@@ -184,3 +185,17 @@ def test_run_table1_with_a_tuning_block_reports_the_test_block_at_the_tuned_thre
                       progress=False, eval_window=(4, 16, 16))
     r = rows[0]
     assert r.threshold in (0.3, 0.6) and 0 <= r.arand <= 1
+
+
+def test_tune_and_score_chooses_the_scoring_function_on_the_tuning_block(volume):
+    raw, labels = volume
+    rng = np.random.default_rng(0)
+    make = lambda lab: np.clip(affinities(lab)[:3] + rng.normal(0, 0.3, (3,) + lab.shape), 0, 1).astype(np.float32)
+    tune, test = (make(labels[:6]), labels[:6]), (make(labels[6:]), labels[6:])
+    out = tune_and_score(tune, test, (0.3, 0.5, 0.7), scorings=("mean", "quantile50"))
+    singles = {s: score_at_tuned_threshold(tune, test, (0.3, 0.5, 0.7), scoring=s) for s in ("mean", "quantile50")}
+    assert out["tuning"] == {s: r["tune_arand"] for s, r in singles.items()}
+    assert out["scoring"] == min(singles, key=lambda s: singles[s]["tune_arand"])
+    assert out["scores"].arand == singles[out["scoring"]]["scores"].arand
+    with pytest.raises(ValueError, match="at least one"):
+        tune_and_score(tune, test, (0.5,), scorings=())
