@@ -41,7 +41,10 @@ from neurotut.agglomerate import iter_agglomerate
 from neurotut.inference import predict_volume, raw_to_input
 from neurotut.memory import MemoryRecord, measure_step, saved_tensor_bytes
 from neurotut.models.rsunet import RSUNet, count_parameters
-from neurotut.train import PatchSampler, TrainConfig, affinity_loss, train
+from neurotut.loss import affinity_loss
+from neurotut.patches import PatchSampler
+from neurotut.train import train
+from neurotut.train_config import TrainConfig
 
 #: Koyama et al.'s Table 1, quoted as the project received it: parameters, time per
 #: epoch, training memory and accuracy (%) on SNEMI3D, on their GPU
