@@ -74,10 +74,10 @@ def restore_rng(state: dict) -> np.random.Generator:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by :func:`neurotut.train.train` (``torch.load(weights_only=True)``: no code is
-    executed from the file). Keys: format, step, config (:class:`TrainConfig`), model (the
-    training state), eval_norm (BatchNorm statistics for evaluation, possibly empty), optimizer,
-    scaler, rng, losses, history."""
+    """Read a checkpoint written by :func:`neurotut.train.train` (``torch.load(weights_only=True)``:
+    no code is executed from the file). Keys: format, step, config
+    (:class:`~neurotut.train_config.TrainConfig`), model (the training state), eval_norm (BatchNorm
+    statistics for evaluation, possibly empty), optimizer, scaler, rng, losses, history."""
     path = Path(path)
     ckpt = load_torch_checkpoint(path, map_location, what="training checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:

@@ -358,7 +358,7 @@ def train(
     """Train an RSUNet on ``train_raw``/``train_labels`` until ``config.steps`` steps are done.
 
     Args:
-        config: the run (:class:`TrainConfig`).
+        config: the run (:class:`~neurotut.train_config.TrainConfig`).
         train_raw, train_labels: ``(Z, Y, X)`` uint8 image and integer labels.
         val_raw, val_labels: optional validation volume (validation loss and ARAND).
         out_dir: where checkpoints (``last.pt`` and ``step_0000100.pt`` ...), ``history.json``

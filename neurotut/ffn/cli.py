@@ -254,7 +254,7 @@ def _bool(text: str) -> bool:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The run's :class:`TrainConfig` from parsed flags (``--model_args`` converted to z, y, x)."""
+    """The run's :class:`~neurotut.ffn.train_config.TrainConfig` from parsed flags (``--model_args`` converted to z, y, x)."""
     if args.model_name not in MODEL_NAMES:
         raise ValueError(f"--model_name must be one of {MODEL_NAMES}, got {args.model_name!r}")
     try:

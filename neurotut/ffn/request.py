@@ -122,7 +122,7 @@ class InferenceRequest:
     """The original's ``InferenceRequest``, with the fields neurotut runs.
 
     ``image`` is ``file.h5:dataset`` (or ``@``); ``model_checkpoint_path`` a neurotut FFN
-    checkpoint (``model.ckpt-<step>.pt`` of :mod:`neurotut.ffn.train`) or a google/ffn
+    checkpoint (``model.ckpt-<step>.pt`` of :mod:`neurotut.ffn.trainer`) or a google/ffn
     TensorFlow checkpoint prefix (``model.ckpt-7000000``, read by :mod:`neurotut.ffn.tf_model`);
     ``model_args`` the original's JSON with ``fov_size`` / ``deltas`` in x, y, z (optional for a
     neurotut checkpoint, which knows its architecture; when given, it must agree; a TensorFlow

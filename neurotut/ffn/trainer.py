@@ -88,7 +88,7 @@ class Trainer:
     """FFN training state: model, optimiser, example streams, random generators and counters.
 
     Args:
-        config: the run's :class:`TrainConfig`.
+        config (~neurotut.ffn.train_config.TrainConfig): the run's configuration.
         volumes: the training volumes; their names are those of ``sampler``'s index.
         sampler: draws ``(volume index, (z, y, x))`` centres (:class:`BalancedSampler`).
         device: where the network runs (default: :func:`neurotut.config.get_device`).
