@@ -32,7 +32,6 @@ class Sample:
     info: dict = field(default_factory=dict)
 
 
-
 class PatchSampler:
     """Random, augmented training patches from one volume.
 

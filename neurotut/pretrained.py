@@ -46,8 +46,6 @@ def load_rsunet(name: str = RSUNET_QUICK, device: str | torch.device = "cpu"):
     return model, cfg, {"step": int(ckpt["step"]), "history": ckpt["history"], "path": file}
 
 
-
-
 def chapter4_run_dir() -> Path:
     """Where chapter 4 keeps its training run (``last.pt``, ``history.json``)."""
     from neurotut import config

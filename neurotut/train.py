@@ -17,9 +17,9 @@ segmentation of a validation crop are recorded; scalars and images go to TensorB
 configuration and every random state, so a resumed run continues exactly as an uninterrupted one
 (bit for bit on the CPU).
 
-:func:`train` is a sequence of named steps: build (:func:`_build_data`, :func:`_build_run`),
-resume (:func:`_resume_checkpoint`, :func:`_restore`), one step (:func:`_train_step`), validate
-and log (:func:`_record_validation`), checkpoint (:func:`_save`). The pieces live where their
+:func:`train` is a sequence of named steps: build (``_build_data``, ``_build_run``), resume
+(``_resume_checkpoint``, ``_restore``), one step (``_train_step``), validate and log
+(``_record_validation``), checkpoint (``_save``). The pieces live where their
 names say: :mod:`neurotut.train_config`, :mod:`neurotut.patches`, :mod:`neurotut.loss`,
 :mod:`neurotut.batchnorm`, :mod:`neurotut.checkpoints`.
 """
@@ -85,7 +85,6 @@ class TrainResult:
     checkpoint: Path | None = None
 
 
-
 class _Logger:
     """TensorBoard scalars and images when ``tensorboard`` is installed, else nothing."""
 
@@ -120,7 +119,6 @@ def _batch(samples: list[Sample], device: torch.device, channels_last: bool):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last_3d)
     return x, t, m
-
 
 
 def validate(
@@ -175,7 +173,6 @@ def _check_resume_config(saved: TrainConfig, given: TrainConfig) -> None:
             f"the checkpoint was trained with a different configuration ({', '.join(differ)} "
             "differ); resume with the same configuration (only `steps` may change)"
         )
-
 
 
 @dataclass

@@ -67,8 +67,6 @@ def model_from_checkpoint(path: str | os.PathLike, device: torch.device | str = 
     return model.to(device).eval(), config
 
 
-
-
 def load_network(path: str, model_args: Mapping, device):
     """(model, TrainConfig) of a neurotut ``.pt`` checkpoint or a google/ffn TensorFlow
     checkpoint prefix (whose fov_size / deltas come from ``model_args``)."""
@@ -81,7 +79,6 @@ def load_network(path: str, model_args: Mapping, device):
             f"checkpoint {path}.index)"
         )
     return model_from_checkpoint(path, device)
-
 
 
 def convert_checkpoint(

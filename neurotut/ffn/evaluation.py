@@ -80,7 +80,6 @@ class EvalCounts:
         }
 
 
-
 @dataclass
 class ExampleResult:
     """One evaluated example: where it was, how many FOV steps it took and its counts."""

@@ -142,7 +142,6 @@ class MaxPredMoves:
                 "done": sorted(list(d) for d in self.done)}
 
 
-
 def make_policy(config: TrainConfig, order: Sequence[Sequence[int]], state: dict | None = None):
     """A fresh (or restored) move policy for one example."""
     threshold = logit(config.threshold)

@@ -152,7 +152,6 @@ class TorchPredictor:
             return out[:, 0].float().cpu().numpy()
 
 
-
 # ---------------------------------------------------------------------------------------------
 # the canvas
 
@@ -633,9 +632,8 @@ class Canvas:
         self._dirty = None
 
 
-
 # ---------------------------------------------------------------------------------------------
-# whole-volume convenience
+# the image the network sees
 
 
 def normalize_image(raw: np.ndarray, mean: float, std: float) -> np.ndarray:

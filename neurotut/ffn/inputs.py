@@ -71,7 +71,6 @@ class TrainVolume:
             raise ValueError(f"volume {self.name!r}: image_stddev must be positive, got {self.image_stddev}")
 
 
-
 def soft_labels(labels: np.ndarray, softness: float = 0.05) -> np.ndarray:
     """Soft target of a (Z, Y, X) label patch: ``1 - softness`` where the voxel carries the centre
     voxel's non-zero id, ``softness`` elsewhere (everywhere when the centre is background).
@@ -136,7 +135,6 @@ def fov_slices(patch_shape: Sequence[int], fov_size: Sequence[int], offset: Sequ
             raise ValueError(f"FOV {tuple(fov_size)} at offset {tuple(offset)} leaves the patch {tuple(patch_shape)}")
         out.append(slice(start, start + f))
     return tuple(out)
-
 
 
 def make_sampler(
