@@ -8,18 +8,17 @@ The :class:`Canvas` holds the state of one subvolume, all arrays (Z, Y, X):
 
 **One object** (:meth:`Canvas.segment_at`): the seed is reset to NaN and set to
 ``logit(init_activation)`` at the start point. The field of view (FOV) then moves as the
-:class:`~neurotut.ffn.movement.FaceMaxMovementPolicy` says. At every position the network gets the normalised image and
-the seed inside the FOV (NaN replaced by ``logit(pad_value)``) and returns new logits, which
-**overwrite** the FOV in the canvas after the *disconnected-seed bias*: when any of the new FOV is
-at or above the move threshold, voxels that were below logit 0.5 = 0 may not rise again. The run
-stops when the queue is empty or the value at the start point drops below the move threshold.
+:class:`~neurotut.ffn.movement.FaceMaxMovementPolicy` says. At every position the network gets
+the normalised image and the seed inside the FOV (NaN replaced by ``logit(pad_value)``) and
+returns new logits, which **overwrite** the FOV in the canvas after the *disconnected-seed bias*:
+when any of the new FOV is at or above the move threshold, voxels that were below logit 0.5 = 0
+may not rise again. The run stops when the queue is empty or the value at the start point drops
+below the move threshold.
 
-**Movement**: after each step, on each of the six faces of the box ``centre +- deltas``, the
-arg-max logit is a candidate next centre if it is at least ``logit(move_threshold)``. The
-candidates of one step, best first, are appended to a FIFO queue (breadth-first over steps). A
-popped candidate is skipped when its position quantised to the delta grid around the start,
-``(pos - start + delta // 2) // delta``, was already visited, or when the position is no longer
-valid (seed below the threshold, FOV outside the volume, or already segmented).
+**Movement** (:mod:`neurotut.ffn.movement`): face maxima of each prediction at or above
+``logit(move_threshold)`` queue up, breadth first; a popped candidate is skipped when its cell of
+the delta grid was visited or when the position is no longer valid (seed below the threshold,
+FOV outside the volume, or already segmented).
 
 **The subvolume** (:meth:`Canvas.segment_all`): every point of the seed policy (see
 :mod:`neurotut.ffn.seeds`) is tried in turn. A point is skipped when invalid, and marked -1 when
@@ -35,8 +34,8 @@ between seed points only (the original can also checkpoint inside an object); se
 are evaluated in one network call only when this provably gives the sequential result
 (``batch_size``).
 
-The movement policy lives in :mod:`neurotut.ffn.movement`, the request (``run_inference.py``) in
-:mod:`neurotut.ffn.request`, whole-volume segmentation in :mod:`neurotut.ffn.segment`.
+The request (``run_inference.py``) lives in :mod:`neurotut.ffn.request`, whole-volume
+segmentation in :mod:`neurotut.ffn.segment`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The inference request (google/ffn ``inference.proto``, ``run_inference.py``): parsing the
 original's text proto or YAML, :class:`InferenceRequest`, bounding boxes, and running a request on
 one subvolume (:func:`run_request`). The command line is ``neurotut ffn inference``
-(:mod:`neurotut.ffn.cli`)."""
+(:mod:`neurotut.ffn.cli`). A deviation from the original: the request may also be YAML."""
 
 from __future__ import annotations
 
