@@ -149,12 +149,7 @@ def validate(
         if val_raw is not None and config.val_crop != (0, 0, 0):
             crop = center_crop(val_raw.shape, config.val_crop)
             raw, gt = val_raw[crop], val_labels[crop]
-            d = config.model.divisor
-            if raw.shape[1] % d == 0 and raw.shape[2] % d == 0:
-                window = raw.shape  # one window: the crop at once
-            else:
-                window = (min(config.patch[0], raw.shape[0]),) + config.patch[1:]
-            affs = predict_volume(model, raw, window, device=device, amp=config.amp, progress=False,
+            affs = predict_volume(model, raw, config.eval_window(raw.shape), device=device, amp=config.amp, progress=False,
                                   batch_size=config.batch_size)
             scores = sweep(affs, gt, config.val_thresholds, config.offsets)
             best_t = min(scores, key=lambda t: scores[t].arand)

@@ -103,6 +103,14 @@ class TrainConfig:
             return self.lr
         return self.lr * self.lr_decay_factor ** (step // self.lr_decay_steps)
 
+    def eval_window(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The sliding window that predicts a ``(Z, Y, X)`` crop for scoring: the crop itself
+        (one window) when its y and x suit the network, else the patch (z clipped to the crop)."""
+        d = self.model.divisor
+        if shape[1] % d == 0 and shape[2] % d == 0:
+            return tuple(shape)  # type: ignore[return-value]
+        return (min(self.patch[0], shape[0]),) + self.patch[1:]
+
     def to_dict(self) -> dict:
         """Plain (JSON) types only."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
