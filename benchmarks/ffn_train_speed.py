@@ -27,7 +27,9 @@ import torch
 
 from neurotut.data import make_synthetic
 from neurotut.ffn.model import FFNModelConfig, count_parameters
-from neurotut.ffn.train import Trainer, TrainConfig, TrainVolume, make_sampler
+from neurotut.ffn.inputs import TrainVolume, make_sampler
+from neurotut.ffn.train_config import TrainConfig
+from neurotut.ffn.trainer import Trainer
 
 ORIGINAL_STEPS_PER_SEC = 3.8  # GTX 1080 Ti, batch 4 (ffn_windows hands-on PDF p.17)
 ORIGINAL_BATCH = 4

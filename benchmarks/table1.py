@@ -45,7 +45,8 @@ from neurotut.experiments import (
     write_csv,
 )
 from neurotut.io import atomic_path, check_can_write
-from neurotut.train import center_crop, train_config_for_profile
+from neurotut.geometry import center_crop
+from neurotut.train_config import train_config_for_profile
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,10 @@ from neurotut.agglomerate import iter_agglomerate
 from neurotut.inference import predict_volume, raw_to_input
 from neurotut.memory import MemoryRecord, measure_step, saved_tensor_bytes
 from neurotut.models.rsunet import RSUNet, count_parameters
-from neurotut.train import PatchSampler, TrainConfig, affinity_loss, train
+from neurotut.loss import affinity_loss
+from neurotut.patches import PatchSampler
+from neurotut.train import train
+from neurotut.train_config import TrainConfig
 
 #: Koyama et al.'s Table 1, quoted as the project received it: parameters, time per
 #: epoch, training memory and accuracy (%) on SNEMI3D, on their GPU
@@ -383,6 +386,32 @@ def _score_trained(model: torch.nn.Module, test: tuple[np.ndarray, np.ndarray],
             "boundary_baseline": b.baseline_accuracy}
 
 
+def _train_and_score(v: Variant, config: TrainConfig, steps: int,
+                     train_vol: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+                     tune: tuple[np.ndarray, np.ndarray] | None, eval_window: Sequence[int] | None,
+                     device: torch.device) -> dict:
+    """Train variant ``v`` for ``steps`` and score it on ``val`` (threshold tuned on ``tune``):
+    the accuracy columns of its :class:`Table1Row`."""
+    cfg = replace(
+        config,
+        model=replace(config.model, **{**v.model_overrides(), "checkpointing": False}),
+        steps=steps, val_every=0, checkpoint_every=0, val_crop=(0, 0, 0),
+        val_patches=min(config.val_patches, 4),
+    )
+    start = time.perf_counter()
+    result = train(cfg, *train_vol, *val, device=device, progress=False, tensorboard=False)
+    seconds = time.perf_counter() - start
+    window = eval_window if eval_window is not None else cfg.eval_window(val[0].shape)
+    scores = _score_trained(result.eval_model, val, tune, window, cfg, device)
+    return {
+        "steps": steps,
+        "train_s": seconds,
+        "val_loss": result.history[-1]["val_loss"],
+        **{k: scores[k] for k in ("arand", "threshold", "voi_split", "voi_merge",
+                                  "boundary_accuracy", "boundary_baseline")},
+    }
+
+
 def run_table1(
     config: TrainConfig,
     train_raw: np.ndarray,
@@ -436,31 +465,9 @@ def run_table1(
         if steps > 0 and val_raw is not None and wanted:
             key = (v.depth, v.kind == "reversible")  # checkpointing == base numerically
             if key not in trained:
-                cfg = replace(
-                    config,
-                    model=replace(config.model, **{**v.model_overrides(), "checkpointing": False}),
-                    steps=steps, val_every=0, checkpoint_every=0, val_crop=(0, 0, 0),
-                    val_patches=min(config.val_patches, 4),
-                )
-                start = time.perf_counter()
-                result = train(cfg, train_raw, train_labels, val_raw, val_labels,
-                               device=device, progress=False, tensorboard=False)
-                seconds = time.perf_counter() - start
-                window = eval_window
-                if window is None:
-                    d = cfg.model.divisor
-                    window = val_raw.shape if (val_raw.shape[1] % d == 0 and val_raw.shape[2] % d == 0) else (
-                        (min(cfg.patch[0], val_raw.shape[0]),) + cfg.patch[1:])
-                scores = _score_trained(result.eval_model, (val_raw, val_labels),
-                                        None if tune_raw is None else (tune_raw, tune_labels),
-                                        window, cfg, device)
-                trained[key] = {
-                    "steps": steps,
-                    "train_s": seconds,
-                    "val_loss": result.history[-1]["val_loss"],
-                    **{k: scores[k] for k in ("arand", "threshold", "voi_split", "voi_merge",
-                                              "boundary_accuracy", "boundary_baseline")},
-                }
+                trained[key] = _train_and_score(
+                    v, config, steps, (train_raw, train_labels), (val_raw, val_labels),
+                    None if tune_raw is None else (tune_raw, tune_labels), eval_window, device)
             for k, value in trained[key].items():
                 setattr(row, k, value)
         rows.append(row)

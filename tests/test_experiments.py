@@ -31,7 +31,7 @@ from neurotut.experiments import (
     write_csv,
 )
 from neurotut.models.rsunet import RSUNet, RSUNetConfig
-from neurotut.train import TrainConfig
+from neurotut.train_config import TrainConfig
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -440,7 +440,7 @@ def to_png_stack(
     Ids above 65535 are renumbered 1..K first (keeping their order); more than 65535 segments
     cannot be stored in 16 bits and raise ValueError. Returns the written paths.
     """
-    from neurotut.data import write_png_stack
+    from neurotut.data.stacks import write_png_stack
 
     seg = _as_segmentation(source, split_cc)
     if seg.size and int(seg.max()) > np.iinfo(np.uint16).max:
@@ -456,6 +456,6 @@ def to_png_stack(
 
 def from_png_stack(folder: str | os.PathLike) -> np.ndarray:
     """Read a 16-bit PNG stack back as ``(Z, Y, X) uint64`` ids."""
-    from neurotut.data import read_png_stack
+    from neurotut.data.stacks import read_png_stack
 
     return read_png_stack(folder, kind="labels").astype(np.uint64)
