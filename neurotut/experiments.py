@@ -156,9 +156,12 @@ def measure_variants(
     of the ``repeats`` rounds times one forward+backward step of every variant in turn, and the
     fastest round of each variant counts; so a slow spell of a shared machine hits all variants
     alike instead of whichever happened to be measured then, and the ratios between rows stay
-    meaningful. ``repeats=0`` measures the saved bytes only (``time_per_100_s`` is NaN).
+    meaningful. On a CPU the clock is the CPU time of this process (all its threads), which
+    other work on a shared machine barely changes; on a GPU it is wall time. ``repeats=0``
+    measures the saved bytes only (``time_per_100_s`` is NaN).
     """
     device = torch.device(device)
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
     prepared = [_prepare_variant(v, config, raw, labels, device) for v in variants]
     best = [float("inf")] * len(prepared)
     if repeats > 0:
@@ -167,7 +170,8 @@ def measure_variants(
             model.zero_grad(set_to_none=True)
         for _ in range(repeats):
             for i, (model, _, forward) in enumerate(prepared):
-                record = measure_step(forward, model.parameters(), device=device, warmup=0, repeats=1)
+                record = measure_step(forward, model.parameters(), device=device, warmup=0, repeats=1,
+                                      clock=clock)
                 best[i] = min(best[i], record.time_s)
                 model.zero_grad(set_to_none=True)
     rows = []
