@@ -41,7 +41,9 @@ def load_volume():
 
 def train_quickly(raw, labels, args, device):
     from neurotut.ffn.model import FFNModelConfig
-    from neurotut.ffn.train import Trainer, TrainConfig, TrainVolume, make_sampler
+    from neurotut.ffn.inputs import TrainVolume, make_sampler
+    from neurotut.ffn.train_config import TrainConfig
+    from neurotut.ffn.trainer import Trainer
 
     model_cfg = FFNModelConfig(depth=args.depth, fov_size=tuple(args.fov), deltas=tuple(args.deltas),
                                features=args.features)
@@ -85,7 +87,7 @@ def main() -> None:
 
     from neurotut import config
     from neurotut.ffn.inference import InferenceOptions, TorchPredictor, normalize_image
-    from neurotut.ffn.train import model_from_checkpoint
+    from neurotut.ffn.checkpoints import model_from_checkpoint
 
     if args.threads:
         torch.set_num_threads(args.threads)

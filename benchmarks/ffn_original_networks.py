@@ -33,7 +33,8 @@ import torch
 
 from neurotut.data.download import is_cached
 from neurotut.ffn import originals
-from neurotut.ffn.inference import TorchPredictor, logit
+from neurotut.ffn.inference import TorchPredictor
+from neurotut.ffn.model import logit
 
 BATCHES = (1, 2, 4, 8)
 

@@ -14,7 +14,7 @@ time includes the per-step data work, not just the network. Each variant runs ``
 first (not timed). Printed: steps/s, FOVs/s (steps/s x batch) and both as ratios to the original.
 
 Variants: on the CPU, float32 with the default and the channels-last memory format; on CUDA,
-float32, bfloat16 autocast (``amp``), channels-last, and larger batches. The issue's goal on a
+float32, bfloat16 autocast (``amp``), channels-last, and larger batches. The project's goal on a
 modern GPU is >= 10x the original's FOV throughput.
 """
 
@@ -27,7 +27,9 @@ import torch
 
 from neurotut.data import make_synthetic
 from neurotut.ffn.model import FFNModelConfig, count_parameters
-from neurotut.ffn.train import Trainer, TrainConfig, TrainVolume, make_sampler
+from neurotut.ffn.inputs import TrainVolume, make_sampler
+from neurotut.ffn.train_config import TrainConfig
+from neurotut.ffn.trainer import Trainer
 
 ORIGINAL_STEPS_PER_SEC = 3.8  # GTX 1080 Ti, batch 4 (ffn_windows hands-on PDF p.17)
 ORIGINAL_BATCH = 4

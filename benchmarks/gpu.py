@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurotut import config, experiments, inference, train
+from neurotut import config, experiments, inference, train, train_config
 from neurotut.data import load_tutorial_volume, train_val_split
 from neurotut.data.download import is_cached
 from neurotut.io import atomic_path
@@ -53,7 +53,7 @@ def table1(raw, labels, device, small: bool) -> dict:
     full = config.PROFILES["full"]
     widths = (4, 6, 8, 12, 16) if small else PAPER_WIDTHS
     patch = (4, 32, 32) if small else tuple(full.table1_patch)
-    cfg = train.train_config_for_profile(full, model={"widths": widths}, patch=patch,
+    cfg = train_config.train_config_for_profile(full, model={"widths": widths}, patch=patch,
                                          batch_size=full.table1_batch)
     rows = experiments.measure_variants(experiments.table1_variants(), cfg, raw, labels, device,
                                         repeats=2 if small else 3)
@@ -71,7 +71,7 @@ def unet_train(raw, labels, device, small: bool) -> dict:
     full = config.PROFILES["full"]
     over = dict(model={"widths": (4, 6, 8, 12, 16)}, patch=(4, 32, 32)) if small else {}
     steps = 4 if small else 60
-    cfg = train.train_config_for_profile(full, steps=steps, val_every=0, checkpoint_every=0,
+    cfg = train_config.train_config_for_profile(full, steps=steps, val_every=0, checkpoint_every=0,
                                          bn_calibration=0, **over)
     train.train(replace(cfg, steps=2), raw, labels, device=device, progress=False)  # warm-up
     _sync(device)
@@ -86,7 +86,8 @@ def unet_train(raw, labels, device, small: bool) -> dict:
 def unet_predict(raw, labels, device, small: bool) -> dict:
     """Voxels/s of sliding-window inference of the paper's RSUNet on a block."""
     full = config.PROFILES["full"]
-    cfg = train.train_config_for_profile(full, model={"widths": (4, 6, 8, 12, 16)} if small else {})
+    cfg = train_config.train_config_for_profile(
+        full, model={"widths": (4, 6, 8, 12, 16)} if small else {})
     from neurotut.models.rsunet import RSUNet
 
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ in its three modes on one 3D feature map. For each depth it measures, in one run
 * the time of one forward+backward step (fastest of several interleaved rounds; on a CPU the CPU
   time of this process on one thread, which other processes on a shared machine barely disturb),
 
-and prints them with ratios against plain. The goals from the issue are checked at the end:
+and prints them with ratios against plain. The project's goals are checked at the end:
 reversible saved memory at the deepest stack <= 1.05 x at 1 block, and reversible step time
 <= 1.4 x plain (theory: about 1.33 x; memcnn's approach: about 1.67 x).
 

@@ -1,4 +1,4 @@
-"""The seed paper's Table 1 with neurotut: base vs reversible RSUNet (n = 1..4) vs base with
+"""Koyama et al.'s Table 1 with neurotut: base vs reversible RSUNet (n = 1..4) vs base with
 gradient checkpointing, under one training budget.
 
 Usage::
@@ -9,7 +9,7 @@ Usage::
     python benchmarks/table1.py --steps 0 --widths 28 36 48 64 80 --out /tmp/t1_paper
 
 Writes ``OUT.csv`` and ``OUT.md`` (refusing to overwrite without ``--overwrite``) and prints the
-table, the seed's Table 1 and the goal ratios of the issue, measured in this run:
+table, Koyama et al.'s Table 1 and the project's goal ratios, measured in this run:
 
 * reversible memory at the largest n / at n = 1 (goal <= 1.05),
 * reversible / base memory at the largest n (goal <= 0.6),
@@ -39,13 +39,14 @@ from neurotut.experiments import (
     goal_ratios,
     run_table1,
     score_affinities,
-    seed_table_markdown,
+    koyama_table_markdown,
     table1_variants,
     to_markdown,
     write_csv,
 )
 from neurotut.io import atomic_path, check_can_write
-from neurotut.train import center_crop, train_config_for_profile
+from neurotut.geometry import center_crop
+from neurotut.train_config import train_config_for_profile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in ratios.items():
         ok = "n/a" if math.isnan(v) else ("met" if v <= goals[k] else "NOT met")
         lines.append(f"- {k}: {v:.3f} (goal <= {goals[k]}; {ok})")
-    lines += ["", "The seed paper's Table 1 (their GPU, their network; quoted):", "", seed_table_markdown()]
+    lines += ["", "Koyama et al.'s Table 1 (their GPU, their network; quoted):", "", koyama_table_markdown()]
     text = "\n".join(lines) + "\n"
     write_csv(rows, out.with_suffix(".csv"), overwrite=args.overwrite)
     with atomic_path(out.with_suffix(".md"), overwrite=args.overwrite) as tmp:

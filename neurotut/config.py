@@ -56,16 +56,18 @@ class Profile:
     unet_val_crop: tuple[int, int, int] | None = (8, 256, 256)
     #: chapter 4: steps between checkpoints
     unet_checkpoint_every: int = 100
-    #: chapter 6: (Z, Y, X) centre crop of the validation slices predicted and segmented (None:
-    #: all of them), the sliding window, and the training steps used when chapter 4's
-    #: checkpoint is missing (the chapter runs alone)
-    unet_segment_crop: tuple[int, int, int] | None = (20, 256, 256)
+    #: chapter 6: (Z, Y, X) centre crop of the validation slices predicted and segmented (its
+    #: threshold is tuned on the validation rows beside it, so it must leave some), the sliding
+    #: window, and the training steps used when chapter 4's checkpoint is missing
+    unet_segment_crop: tuple[int, int, int] = (20, 256, 256)
     unet_predict_window: tuple[int, int, int] = (20, 128, 128)
     unet_fallback_steps: int = 100
+    #: chapter 6: variants averaged by test-time augmentation (1, 4, 8 or 16; Superhuman: 16)
+    tta_variants: int = 16
     #: chapters 6 and 10: the pretrained RSUNet they segment with (a file of
     #: :mod:`neurotut.pretrained`); None: the network chapter 4 trained in this profile
     unet_pretrained: str | None = None
-    #: chapter 5 (base vs reversible, the seed's Table 1): depths n, Adam steps per model for
+    #: chapter 5 (base vs reversible, Koyama et al.'s Table 1): depths n, Adam steps per model for
     #: the accuracy column, patch and batch of the memory/time/accuracy runs
     table1_depths: tuple[int, ...] = (1, 2, 3, 4)
     table1_steps: int = 20
@@ -78,6 +80,9 @@ class Profile:
     affinity_crop: tuple[int, int, int] | None = (40, 256, 256)
     #: agglomeration thresholds swept with waterz (one pass visits them all), ascending
     agglomeration_thresholds: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    #: chapters 6 and 10: waterz scoring functions tried on the tuning block (the one with the
+    #: lowest tuning ARAND is used): mean affinity (Superhuman) and the median (PyTC's aff50)
+    agglomeration_scorings: tuple[str, ...] = ("mean", "quantile50")
     #: chapter 3 (RevNet): (Z, Y, X) EM patch pushed through the reversible blocks
     revnet_patch: tuple[int, int, int] = (8, 48, 48)
     #: chapter 3: channels of the reversible stream (F and G each act on half of them)
@@ -87,7 +92,7 @@ class Profile:
     #: chapter 3: Adam steps that train the blocks before the second invertibility check
     revnet_train_steps: int = 20
     #: chapter 7 (FFN preprocessing): local object mask radius (z, y, x) in voxels for
-    #: compute_partitions (the seed workflow used 24,24,24 on SNEMI3D)
+    #: compute_partitions (the ffn_windows workshop used 24,24,24 on SNEMI3D)
     ffn_lom_radius: tuple[int, int, int] = (24, 24, 24)
     #: chapter 7: voxels (z, y, x) left out at every border before sampling centres (--margin)
     ffn_margin: tuple[int, int, int] = (24, 24, 24)
@@ -95,9 +100,9 @@ class Profile:
     ffn_sample_count: int = 100_000
     #: chapter 8 (FFN training): ConvStack3D depth (the SNEMI3D model of the seed: 9)
     ffn_depth: int = 9
-    #: chapter 8: field of view (z, y, x) in voxels (the seed's 33,33,17 in x,y,z)
+    #: chapter 8: field of view (z, y, x) in voxels (the ffn_windows workshop's 33,33,17 in x,y,z)
     ffn_fov_size: tuple[int, int, int] = (17, 33, 33)
-    #: chapter 8: FOV move step (z, y, x) in voxels (the seed's 8,8,4 in x,y,z)
+    #: chapter 8: FOV move step (z, y, x) in voxels (the ffn_windows workshop's 8,8,4 in x,y,z)
     ffn_deltas: tuple[int, int, int] = (4, 8, 8)
     #: chapter 8: example streams per optimiser step (the original: 4)
     ffn_batch_size: int = 4
@@ -155,6 +160,7 @@ PROFILES: dict[str, Profile] = {
         unet_checkpoint_every=100,
         unet_segment_crop=(20, 256, 256),
         unet_predict_window=(20, 128, 128),
+        tta_variants=4,
         unet_fallback_steps=500,
         # trained on the CPU machines with the same code, sizes and sections (data/pretrained/)
         unet_pretrained="rsunet_quick_snemi3d_crop.pt",
@@ -174,7 +180,7 @@ PROFILES: dict[str, Profile] = {
         revnet_channels=16,
         revnet_depths=(1, 2, 4, 8),
         revnet_train_steps=20,
-        # chapter 7: the seed's radius and margin on the real crop (seconds on a CPU)
+        # chapter 7: the ffn_windows workshop's radius and margin on the real crop (seconds on a CPU)
         ffn_lom_radius=(24, 24, 24),
         ffn_margin=(24, 24, 24),
         ffn_sample_count=100_000,
@@ -223,10 +229,11 @@ PROFILES: dict[str, Profile] = {
         unet_val_patches=16,
         unet_val_crop=(20, 512, 512),
         unet_checkpoint_every=5000,
-        unet_segment_crop=None,
+        unet_segment_crop=(20, 512, 1024),
         unet_predict_window=(18, 160, 160),
+        tta_variants=16,
         unet_fallback_steps=20_000,
-        # chapter 5: the seed's comparison, same budget for every network
+        # chapter 5: Koyama et al.'s comparison, same budget for every network
         table1_depths=(1, 2, 3, 4),
         table1_steps=20_000,
         table1_train_depths=(1, 2, 3, 4),
@@ -245,7 +252,7 @@ PROFILES: dict[str, Profile] = {
         ffn_lom_radius=(24, 24, 24),
         ffn_margin=(24, 24, 24),
         ffn_sample_count=1_000_000,
-        # chapter 8: the seed's SNEMI3D model and optimiser (SGD, lr 0.001, clipping 0.7) with
+        # chapter 8: the ffn_windows workshop's SNEMI3D model and optimiser (SGD, lr 0.001, clipping 0.7) with
         # batch 16 on the GPU; 200k steps = 3.2M FOVs, the original's 800k steps at batch 4
         ffn_depth=9,
         ffn_fov_size=(17, 33, 33),

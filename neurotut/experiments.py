@@ -1,4 +1,4 @@
-"""The base-vs-reversible experiment of the seed paper (its Table 1), re-run with neurotut.
+"""The base-vs-reversible experiment of Koyama et al. (their Table 1), re-run with neurotut.
 
 Koyama et al. replaced the residual modules of the Superhuman U-Net by ``n = 1..4`` RevNet blocks
 and compared parameters, time per epoch, training memory and accuracy with the base network.
@@ -41,11 +41,14 @@ from neurotut.agglomerate import iter_agglomerate
 from neurotut.inference import predict_volume, raw_to_input
 from neurotut.memory import MemoryRecord, measure_step, saved_tensor_bytes
 from neurotut.models.rsunet import RSUNet, count_parameters
-from neurotut.train import PatchSampler, TrainConfig, affinity_loss, train
+from neurotut.loss import affinity_loss
+from neurotut.patches import PatchSampler
+from neurotut.train import train
+from neurotut.train_config import TrainConfig
 
-#: the seed paper's Table 1 (Koyama et al.), as given in the neurotut issue: parameters, time per
+#: Koyama et al.'s Table 1, quoted as the project received it: parameters, time per
 #: epoch, training memory and accuracy (%) on SNEMI3D, on their GPU
-SEED_TABLE1: tuple[dict, ...] = (
+KOYAMA_TABLE1: tuple[dict, ...] = (
     {"network": "base", "params": "2.2M", "time per epoch": "1h20m", "memory": "3.8 GB", "accuracy": 91.0},
     {"network": "RevNet n=1", "params": "1.4M", "time per epoch": "2h10m", "memory": "2.7 GB", "accuracy": 91.0},
     {"network": "RevNet n=2", "params": "2.2M", "time per epoch": "3h20m", "memory": "2.7 GB", "accuracy": 91.3},
@@ -153,9 +156,12 @@ def measure_variants(
     of the ``repeats`` rounds times one forward+backward step of every variant in turn, and the
     fastest round of each variant counts; so a slow spell of a shared machine hits all variants
     alike instead of whichever happened to be measured then, and the ratios between rows stay
-    meaningful. ``repeats=0`` measures the saved bytes only (``time_per_100_s`` is NaN).
+    meaningful. On a CPU the clock is the CPU time of this process (all its threads), which
+    other work on a shared machine barely changes; on a GPU it is wall time. ``repeats=0``
+    measures the saved bytes only (``time_per_100_s`` is NaN).
     """
     device = torch.device(device)
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
     prepared = [_prepare_variant(v, config, raw, labels, device) for v in variants]
     best = [float("inf")] * len(prepared)
     if repeats > 0:
@@ -164,7 +170,8 @@ def measure_variants(
             model.zero_grad(set_to_none=True)
         for _ in range(repeats):
             for i, (model, _, forward) in enumerate(prepared):
-                record = measure_step(forward, model.parameters(), device=device, warmup=0, repeats=1)
+                record = measure_step(forward, model.parameters(), device=device, warmup=0, repeats=1,
+                                      clock=clock)
                 best[i] = min(best[i], record.time_s)
                 model.zero_grad(set_to_none=True)
     rows = []
@@ -255,12 +262,38 @@ def score_affinities(
     }
 
 
+def tuning_box(shape: Sequence[int], test_box: Sequence[slice]) -> tuple[slice, slice, slice]:
+    """A block of a ``(Z, Y, X)`` volume for tuning choices, disjoint from ``test_box``.
+
+    The z range of ``test_box`` and the larger of the two strips beside it along y (the rows
+    before or after it) over every x; along x when the test box spans all of y.
+
+    Args:
+        shape: ``(Z, Y, X)`` of the volume both blocks come from (e.g. the validation sections).
+        test_box: three slices with explicit starts and stops: the block that is reported.
+    Raises:
+        ValueError: when the test box leaves no room along y or x.
+    """
+    shape = tuple(int(n) for n in shape)
+    box = [slice(*s.indices(n)[:2]) for s, n in zip(test_box, shape)]
+    for axis in (1, 2):
+        before, after = box[axis].start, shape[axis] - box[axis].stop
+        if max(before, after) > 0:
+            strip = slice(0, before) if before >= after else slice(box[axis].stop, shape[axis])
+            out = [box[0], slice(0, shape[1]), slice(0, shape[2])]
+            out[axis] = strip
+            return tuple(out)
+    raise ValueError(f"the test block {tuple(box)} covers all of y and x of {shape}: "
+                     "no disjoint tuning block is left")
+
+
 def score_at_tuned_threshold(
     tune: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
     thresholds: Sequence[float],
     offsets: Sequence[Sequence[int]] | None = None,
     voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    **agglomerate_kwargs,
 ) -> dict:
     """The honest protocol: choose the agglomeration threshold on one block, report another.
 
@@ -270,6 +303,8 @@ def score_at_tuned_threshold(
         voxel_size: ``(z, y, x)`` for :func:`neurotut.agglomerate.fill_unassigned`, which gives the
             voxels the watershed leaves at 0 the nearest object's id before the test block is
             scored, as a submission would.
+        agglomerate_kwargs: passed to :func:`neurotut.agglomerate.iter_agglomerate` for both
+            blocks (e.g. ``scoring="quantile50"``).
 
     Returns ``threshold`` (chosen on ``tune``), ``tune_arand``, ``scores`` (the test block's
     :class:`neurotut.metrics.SegmentationScores` at that threshold, filled), ``boundary`` (its
@@ -278,11 +313,11 @@ def score_at_tuned_threshold(
     """
     from neurotut.agglomerate import fill_unassigned
 
-    tuned = score_affinities(*tune, thresholds, offsets)
+    tuned = score_affinities(*tune, thresholds, offsets, **agglomerate_kwargs)
     t = tuned["threshold"]
     affs, gt = test
     curve, seg = {}, None
-    for th, s in iter_agglomerate(affs, thresholds, offsets):  # one waterz pass: every threshold
+    for th, s in iter_agglomerate(affs, thresholds, offsets, **agglomerate_kwargs):  # one waterz pass: every threshold
         curve[th] = metrics.evaluate(gt, s)
         if th == t:
             seg = s.copy()
@@ -295,6 +330,28 @@ def score_at_tuned_threshold(
         "curve": curve,
         "segmentation": filled,
     }
+
+
+def tune_and_score(
+    tune: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    thresholds: Sequence[float],
+    offsets: Sequence[Sequence[int]] | None = None,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    scorings: Sequence[str] = ("mean",),
+) -> dict:
+    """:func:`score_at_tuned_threshold` for each waterz scoring function in ``scorings``; the one
+    with the lowest ARAND on the tuning block is chosen (never by the test block).
+
+    Returns that function's result with ``"scoring"`` (its name) and ``"tuning"``
+    (``{scoring: tuning-block ARAND}`` of every function tried) added.
+    """
+    if not scorings:
+        raise ValueError("give at least one scoring function")
+    tried = {name: score_at_tuned_threshold(tune, test, thresholds, offsets, voxel_size, scoring=name)
+             for name in scorings}
+    best = min(tried, key=lambda name: tried[name]["tune_arand"])
+    return {**tried[best], "scoring": best, "tuning": {k: v["tune_arand"] for k, v in tried.items()}}
 
 
 def evaluate_model(
@@ -314,6 +371,51 @@ def evaluate_model(
     return out
 
 
+def _score_trained(model: torch.nn.Module, test: tuple[np.ndarray, np.ndarray],
+                   tune: tuple[np.ndarray, np.ndarray] | None, window: Sequence[int],
+                   cfg: TrainConfig, device: torch.device) -> dict:
+    """ARAND, threshold, VOI and boundary scores of ``test``: at the threshold chosen on ``tune``,
+    or (``tune`` None) at the best threshold on ``test`` itself."""
+    if tune is None:
+        return evaluate_model(model, *test, window, cfg.val_thresholds, cfg.offsets, device=device)
+
+    def predict(raw: np.ndarray) -> np.ndarray:
+        return predict_volume(model, raw, window, progress=False, device=device)
+
+    out = score_at_tuned_threshold((predict(tune[0]), tune[1]), (predict(test[0]), test[1]),
+                                   cfg.val_thresholds, cfg.offsets)
+    s, b = out["scores"], out["boundary"]
+    return {"arand": s.arand, "threshold": out["threshold"], "voi_split": s.voi_split,
+            "voi_merge": s.voi_merge, "boundary_accuracy": b.accuracy,
+            "boundary_baseline": b.baseline_accuracy}
+
+
+def _train_and_score(v: Variant, config: TrainConfig, steps: int,
+                     train_vol: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+                     tune: tuple[np.ndarray, np.ndarray] | None, eval_window: Sequence[int] | None,
+                     device: torch.device) -> dict:
+    """Train variant ``v`` for ``steps`` and score it on ``val`` (threshold tuned on ``tune``):
+    the accuracy columns of its :class:`Table1Row`."""
+    cfg = replace(
+        config,
+        model=replace(config.model, **{**v.model_overrides(), "checkpointing": False}),
+        steps=steps, val_every=0, checkpoint_every=0, val_crop=(0, 0, 0),
+        val_patches=min(config.val_patches, 4),
+    )
+    start = time.perf_counter()
+    result = train(cfg, *train_vol, *val, device=device, progress=False, tensorboard=False)
+    seconds = time.perf_counter() - start
+    window = eval_window if eval_window is not None else cfg.eval_window(val[0].shape)
+    scores = _score_trained(result.eval_model, val, tune, window, cfg, device)
+    return {
+        "steps": steps,
+        "train_s": seconds,
+        "val_loss": result.history[-1]["val_loss"],
+        **{k: scores[k] for k in ("arand", "threshold", "voi_split", "voi_merge",
+                                  "boundary_accuracy", "boundary_baseline")},
+    }
+
+
 def run_table1(
     config: TrainConfig,
     train_raw: np.ndarray,
@@ -321,6 +423,8 @@ def run_table1(
     val_raw: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
     *,
+    tune_raw: np.ndarray | None = None,
+    tune_labels: np.ndarray | None = None,
     variants: Sequence[Variant] | None = None,
     train_variants: Sequence[Variant] | None = None,
     train_steps: int | None = None,
@@ -336,6 +440,10 @@ def run_table1(
             each variant changes only ``depth``, ``reversible`` and ``checkpointing``.
         train_raw, train_labels: the training volume.
         val_raw, val_labels: the validation crop scored after training (None: no accuracy).
+        tune_raw, tune_labels: a block disjoint from the validation crop (see
+            :func:`tuning_box`) on which the agglomeration threshold is chosen; the validation
+            crop is then scored at that threshold (:func:`score_at_tuned_threshold`). None: the
+            best threshold on the validation crop itself (an optimistic score, labelled so).
         variants: default :func:`table1_variants` ``(1..4)``.
         train_variants: the variants whose accuracy is measured (default: all); the others get
             parameters, time and memory only (accuracy columns None).
@@ -361,30 +469,9 @@ def run_table1(
         if steps > 0 and val_raw is not None and wanted:
             key = (v.depth, v.kind == "reversible")  # checkpointing == base numerically
             if key not in trained:
-                cfg = replace(
-                    config,
-                    model=replace(config.model, **{**v.model_overrides(), "checkpointing": False}),
-                    steps=steps, val_every=0, checkpoint_every=0, val_crop=(0, 0, 0),
-                    val_patches=min(config.val_patches, 4),
-                )
-                start = time.perf_counter()
-                result = train(cfg, train_raw, train_labels, val_raw, val_labels,
-                               device=device, progress=False, tensorboard=False)
-                seconds = time.perf_counter() - start
-                window = eval_window
-                if window is None:
-                    d = cfg.model.divisor
-                    window = val_raw.shape if (val_raw.shape[1] % d == 0 and val_raw.shape[2] % d == 0) else (
-                        (min(cfg.patch[0], val_raw.shape[0]),) + cfg.patch[1:])
-                scores = evaluate_model(result.eval_model, val_raw, val_labels, window,
-                                        cfg.val_thresholds, cfg.offsets, device=device)
-                trained[key] = {
-                    "steps": steps,
-                    "train_s": seconds,
-                    "val_loss": result.history[-1]["val_loss"],
-                    **{k: scores[k] for k in ("arand", "threshold", "voi_split", "voi_merge",
-                                              "boundary_accuracy", "boundary_baseline")},
-                }
+                trained[key] = _train_and_score(
+                    v, config, steps, (train_raw, train_labels), (val_raw, val_labels),
+                    None if tune_raw is None else (tune_raw, tune_labels), eval_window, device)
             for k, value in trained[key].items():
                 setattr(row, k, value)
         rows.append(row)
@@ -460,17 +547,17 @@ def to_markdown(rows: Sequence[Table1Row]) -> str:
     return "\n".join(lines)
 
 
-def seed_table_markdown() -> str:
-    """The seed paper's Table 1 as Markdown (their numbers, quoted)."""
-    lines = ["| network (seed paper) | params | time / epoch | memory | accuracy (%) |",
+def koyama_table_markdown() -> str:
+    """Koyama et al.'s Table 1 as Markdown (their numbers, quoted)."""
+    lines = ["| network (Koyama et al.) | params | time / epoch | memory | accuracy (%) |",
              "|---|---:|---:|---:|---:|"]
-    for r in SEED_TABLE1:
+    for r in KOYAMA_TABLE1:
         lines.append(f"| {r['network']} | {r['params']} | {r['time per epoch']} | {r['memory']} | "
                      f"{r['accuracy']:.1f} |")
     return "\n".join(lines)
 
 
-#: the issue's benchmark goals: each ratio of :func:`goal_ratios` meets its goal when <= the value
+#: the project's benchmark goals: each ratio of :func:`goal_ratios` meets its goal when <= the value
 GOALS: dict[str, float] = {
     "rev_memory_n4_over_n1": 1.05,
     "rev_over_base_memory_at_max_n": 0.6,
@@ -479,7 +566,7 @@ GOALS: dict[str, float] = {
 
 
 def goal_ratios(rows: Sequence[Table1Row]) -> dict[str, float]:
-    """The benchmark goals of the issue as measured ratios (NaN where a row is missing):
+    """The project's benchmark goals as measured ratios (NaN where a row is missing):
 
     * ``rev_memory_n4_over_n1``: reversible memory at the largest depth / at n=1 (goal <= 1.05);
     * ``rev_over_base_memory_at_max_n``: reversible / base memory at the largest depth (<= 0.6);

@@ -29,6 +29,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from neurotut.affinity import SUPERHUMAN_OFFSETS
+from neurotut.tta import predict_with_tta
+
 
 def raw_to_input(raw: np.ndarray) -> np.ndarray:
     """The network's input scaling: uint8 -> float32 in [0, 1] (``/ 255``); floats are taken to
@@ -96,11 +99,66 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if device.type == "cuda" and amp:
+def autocast(device: torch.device, enabled: bool):
+    """Mixed precision on CUDA when ``enabled`` (bfloat16 where supported, else float16); off
+    elsewhere."""
+    if device.type == "cuda" and enabled:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     return torch.autocast(device.type, enabled=False)
+
+
+def _channel_selection(channels: int | Sequence[int] | None, n_out: int) -> list[int] | slice:
+    """Which of ``n_out`` output channels to keep: all (None), the first ``k`` (an int) or a list."""
+    if channels is None:
+        return slice(None)
+    if isinstance(channels, (int, np.integer)):
+        if not 1 <= int(channels) <= n_out:
+            raise ValueError(f"channels={channels} but the model outputs {n_out}")
+        return slice(0, int(channels))
+    keep = [int(c) for c in channels]
+    if not keep or min(keep) < 0 or max(keep) >= n_out:
+        raise ValueError(f"channels {keep} out of range for {n_out} outputs")
+    return keep
+
+
+def _window_predictions(
+    model: nn.Module,
+    vol: np.ndarray,
+    starts: list[tuple[int, int, int]],
+    window: tuple[int, int, int],
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+    progress: bool,
+) -> Iterator[tuple[list[tuple[int, int, int]], np.ndarray]]:
+    """``(starts, sigmoid predictions (N, C, z, y, x) float32)`` of the windows, a batch at a time,
+    with the model in eval mode and without a graph."""
+    # no_grad rather than inference_mode: reversible blocks check their input's version counter,
+    # which inference tensors do not have
+    with _eval_mode(model), torch.no_grad():
+        batches = range(0, len(starts), batch_size)
+        for b in tqdm(batches, desc="predict", unit="batch", disable=not progress):
+            chunk = starts[b : b + batch_size]
+            x = np.stack(
+                [vol[z : z + window[0], y : y + window[1], x0 : x0 + window[2]] for z, y, x0 in chunk]
+            )
+            xt = torch.from_numpy(x[:, None]).to(device)
+            with autocast(device, amp):
+                logits = model(xt)
+            yield chunk, torch.sigmoid(logits.float()).cpu().numpy()
+
+
+def _device_and_batch(model: nn.Module, window: tuple[int, ...], device: torch.device | str | None,
+                      batch_size: int | None) -> tuple[torch.device, int]:
+    """The device to run on (default: the model's) and the windows per pass (default: by hardware)."""
+    param = next(model.parameters(), None)
+    device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
+    if batch_size is None:
+        batch_size = choose_batch_size(window, device, model)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return device, batch_size
 
 
 def predict_volume(
@@ -114,6 +172,8 @@ def predict_volume(
     channels: int | Sequence[int] | None = None,
     amp: bool = True,
     progress: bool = True,
+    tta: int = 1,
+    offsets: Sequence[Sequence[int]] = SUPERHUMAN_OFFSETS,
 ) -> np.ndarray:
     """Affinities of a whole volume by blended sliding windows.
 
@@ -130,10 +190,22 @@ def predict_volume(
             None keeps all.
         amp: autocast (bfloat16, else float16) on CUDA; ignored on CPU.
         progress: show a tqdm bar over batches.
+        tta: test-time augmentation: the mean over 1 (none), 4, 8 or 16 flipped/transposed
+            variants of the volume (:mod:`neurotut.tta`; 16 is Superhuman's set), each
+            predicted as above; ``tta`` times the work.
+        offsets: the offsets of the model's output channels (needed to map flipped affinities
+            back; the default is the 12 Superhuman offsets).
 
     Returns:
         ``(C, Z, Y, X)`` float32 affinities in [0, 1].
     """
+    if tta != 1:
+        def plain(volume: np.ndarray) -> np.ndarray:
+            return predict_volume(model, volume, window, overlap=overlap, batch_size=batch_size,
+                                  device=device, amp=amp, progress=progress)
+
+        full = predict_with_tta(plain, np.asarray(raw), offsets, tta)
+        return np.ascontiguousarray(full[_channel_selection(channels, full.shape[0])])
     vol = raw_to_input(raw)
     if vol.ndim != 3:
         raise ValueError(f"raw must be a (Z, Y, X) volume, got shape {vol.shape}")
@@ -142,12 +214,7 @@ def predict_volume(
         raise ValueError(f"window must be (z, y, x) positive sizes, got {window}")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    param = next(model.parameters(), None)
-    device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
-    if batch_size is None:
-        batch_size = choose_batch_size(window, device, model)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device, batch_size = _device_and_batch(model, window, device, batch_size)
 
     shape = vol.shape
     pad = [(0, max(0, w - n)) for w, n in zip(window, shape)]
@@ -159,39 +226,16 @@ def predict_volume(
     weight_sum = np.zeros(vol.shape, dtype=np.float64)
     out: np.ndarray | None = None
     keep: list[int] | slice | None = None
-
-    # no_grad rather than inference_mode: reversible blocks check their input's version counter,
-    # which inference tensors do not have
-    with _eval_mode(model), torch.no_grad():
-        batches = range(0, len(starts), batch_size)
-        for b in tqdm(batches, desc="predict", unit="batch", disable=not progress):
-            chunk = starts[b : b + batch_size]
-            x = np.stack(
-                [vol[z : z + window[0], y : y + window[1], x0 : x0 + window[2]] for z, y, x0 in chunk]
-            )
-            xt = torch.from_numpy(x[:, None]).to(device)
-            with _autocast(device, amp):
-                logits = model(xt)
-            pred = torch.sigmoid(logits.float()).cpu().numpy()
-            if out is None:
-                n_out = pred.shape[1]
-                if channels is None:
-                    keep = slice(None)
-                elif isinstance(channels, (int, np.integer)):
-                    if not 1 <= int(channels) <= n_out:
-                        raise ValueError(f"channels={channels} but the model outputs {n_out}")
-                    keep = slice(0, int(channels))
-                else:
-                    keep = [int(c) for c in channels]
-                    if not keep or min(keep) < 0 or max(keep) >= n_out:
-                        raise ValueError(f"channels {keep} out of range for {n_out} outputs")
-                n_keep = len(range(n_out)[keep]) if isinstance(keep, slice) else len(keep)
-                out = np.zeros((n_keep,) + vol.shape, dtype=np.float64)
-            pred = pred[:, keep]
-            for (z, y, x0), p in zip(chunk, pred):
-                region = (slice(z, z + window[0]), slice(y, y + window[1]), slice(x0, x0 + window[2]))
-                out[(slice(None),) + region] += weight * p
-                weight_sum[region] += weight
+    for chunk, pred in _window_predictions(model, vol, starts, window, batch_size, device, amp, progress):
+        if out is None:
+            keep = _channel_selection(channels, pred.shape[1])
+            n_keep = len(range(pred.shape[1])[keep]) if isinstance(keep, slice) else len(keep)
+            out = np.zeros((n_keep,) + vol.shape, dtype=np.float64)
+        pred = pred[:, keep]
+        for (z, y, x0), p in zip(chunk, pred):
+            region = (slice(z, z + window[0]), slice(y, y + window[1]), slice(x0, x0 + window[2]))
+            out[(slice(None),) + region] += weight * p
+            weight_sum[region] += weight
     assert out is not None
     out /= weight_sum
     crop = (slice(None),) + tuple(slice(0, n) for n in shape)
@@ -206,7 +250,7 @@ def predict_volume(
 def _predict_command(args: argparse.Namespace) -> int:
     from neurotut import config as nt_config
     from neurotut.io import check_can_write, parse_volume_spec, read_volume, write_h5
-    from neurotut.train import load_model
+    from neurotut.checkpoints import load_model
 
     out_spec = parse_volume_spec(args.output, default_dataset="affinities")
     check_can_write(out_spec.path, args.overwrite)  # fail before hours of work
@@ -224,6 +268,8 @@ def _predict_command(args: argparse.Namespace) -> int:
         channels=args.channels,
         amp=not args.no_amp,
         progress=not args.quiet,
+        tta=args.tta,
+        offsets=train_config.offsets,
     )
     write_h5(
         out_spec.path,
@@ -235,6 +281,7 @@ def _predict_command(args: argparse.Namespace) -> int:
                 "raw": str(args.raw),
                 "window": list(window),
                 "overlap": args.overlap,
+                "tta": args.tta,
             }
         },
         overwrite=args.overwrite,
@@ -263,6 +310,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channels", type=int, default=None,
                    help="keep only the first K channels (3 = the nearest neighbours waterz needs; "
                    "blending holds 8 bytes per kept channel and voxel)")
+    p.add_argument("--tta", type=int, default=1, choices=(1, 4, 8, 16),
+                   help="test-time augmentation: average over this many flipped/transposed copies "
+                   "of the volume (16: Superhuman's set; default 1, none)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

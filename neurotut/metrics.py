@@ -13,8 +13,11 @@
       recall    = sumAB / sumA   (drops with false splits)
       ARAND = 1 - 2 * precision * recall / (precision + recall)
 
-* **Variation of information** in bits over ground-truth-foreground voxels (predicted 0 is an
-  ordinary label here, as in waterz and cremi): ``split = H(pred | gt)``, ``merge = H(gt | pred)``.
+* **Variation of information** in bits over ground-truth-foreground voxels: ``split = H(pred |
+  gt)``, ``merge = H(gt | pred)``. Predicted 0 follows the convention of ARAND: every unassigned
+  voxel is a singleton (a split, never a merge), so the two scores tell one story about an empty or
+  sparse result. ``variation_of_information(..., zero="label")`` gives the convention of waterz,
+  cremi and scikit-image instead, where predicted 0 is one more object.
 * **Boundary accuracy** per z-slice, with precision/recall/F1 of the boundary class and the score
   of the trivial "no boundary anywhere" prediction beside it.
 
@@ -187,7 +190,9 @@ def _rand_from_table(t: Contingency) -> RandScores:
     return RandScores(error=error, precision=precision, recall=recall)
 
 
-def _voi_from_table(t: Contingency) -> VOIScores:
+def _voi_from_table(t: Contingency, zero: str = "singletons") -> VOIScores:
+    if zero not in ("singletons", "label"):
+        raise ValueError(f"zero must be 'singletons' or 'label', got {zero!r}")
     fg = t.gt_ids != 0
     n = t.counts[fg].astype(np.float64)
     if n.size == 0:
@@ -196,8 +201,14 @@ def _voi_from_table(t: Contingency) -> VOIScores:
     a, ia = _group_sums(t.gt_ids[fg], n)
     b, ib = _group_sums(t.pred_ids[fg], n)
     p = n / total
-    split = float(-np.sum(p * np.log2(n / a[ia])))
-    merge = float(-np.sum(p * np.log2(n / b[ib])))
+    split_terms = -p * np.log2(n / a[ia])
+    merge_terms = -p * np.log2(n / b[ib])
+    if zero == "singletons":
+        # each predicted-0 voxel is an object of its own: n_i0 pieces of one voxel, no merge
+        unassigned = t.pred_ids[fg] == 0
+        split_terms[unassigned] = p[unassigned] * np.log2(a[ia][unassigned])
+        merge_terms[unassigned] = 0.0
+    split, merge = float(np.sum(split_terms)), float(np.sum(merge_terms))
     # exact zeros print as 0, not -0
     return VOIScores(split=max(split, 0.0) + 0.0, merge=max(merge, 0.0) + 0.0)
 
@@ -215,10 +226,16 @@ def adapted_rand_error(
 
 
 def variation_of_information(
-    gt: np.ndarray | None = None, pred: np.ndarray | None = None, *, table: Contingency | None = None
+    gt: np.ndarray | None = None, pred: np.ndarray | None = None, *, table: Contingency | None = None,
+    zero: str = "singletons",
 ) -> VOIScores:
-    """VOI split ``H(pred|gt)`` and merge ``H(gt|pred)`` in bits over voxels with ``gt != 0``."""
-    return _voi_from_table(_table(gt, pred, table))
+    """VOI split ``H(pred|gt)`` and merge ``H(gt|pred)`` in bits over voxels with ``gt != 0``.
+
+    ``zero="singletons"`` (default, the convention of :func:`adapted_rand_error`): every voxel
+    predicted 0 is an object of one voxel, so unassigned voxels cost splits and never merges.
+    ``zero="label"``: predicted 0 is one more object (waterz, cremi, scikit-image).
+    """
+    return _voi_from_table(_table(gt, pred, table), zero)
 
 
 def evaluate(gt: np.ndarray, pred: np.ndarray) -> SegmentationScores:
@@ -359,7 +376,8 @@ def boundary_scores(
 
 EVALUATE_EPILOG = """\
 What the numbers mean (0 in the labels = unlabelled voxels, ignored by every region score; 0 in
-the segmentation = unassigned voxels, which ARAND counts as single-voxel objects):
+the segmentation = unassigned voxels, which ARAND and VOI both count as single-voxel objects:
+splits, never merges):
 
   ARAND        adapted Rand error of the SNEMI3D challenge, in [0, 1]. 0: on the labelled
                voxels the segmentation equals the labels up to renaming the ids; 1: the worst.

@@ -99,7 +99,7 @@ def compute(profile=None, size: int = 160, device: str = "cpu") -> PipelineResul
     )
 
 
-def draw(result: PipelineResult, width: float = 12.0):
+def draw(result: PipelineResult, width: float = 9.0):
     """The four panels of section ``result.seed[0]``, left to right with arrows between them.
     Returns the matplotlib figure."""
     import matplotlib.pyplot as plt

@@ -38,14 +38,12 @@ def path(name: str = RSUNET_QUICK, progress: bool = False, base_url: str | None 
 def load_rsunet(name: str = RSUNET_QUICK, device: str | torch.device = "cpu"):
     """The pretrained RSUNet in eval mode, with its training configuration and its checkpoint
     record (step, history): ``(model, TrainConfig, dict)``."""
-    from neurotut.train import load_checkpoint, load_model  # the training module is heavier
+    from neurotut.checkpoints import load_checkpoint, load_model
 
     file = path(name)
     model, cfg = load_model(file, device)
     ckpt = load_checkpoint(file)
     return model, cfg, {"step": int(ckpt["step"]), "history": ckpt["history"], "path": file}
-
-
 
 
 def chapter4_run_dir() -> Path:
@@ -61,7 +59,7 @@ def affinity_network(profile=None, device: str | torch.device = "cpu"):
     where a profile has none (full), the network chapter 4 trained. Returns ``(model in eval
     mode, TrainConfig, one line saying which network it is)``."""
     from neurotut import config
-    from neurotut.train import load_checkpoint, load_model
+    from neurotut.checkpoints import load_checkpoint, load_model
 
     profile = profile or config.get_profile()
     if profile.unet_pretrained:

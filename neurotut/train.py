@@ -1,4 +1,4 @@
-"""Training an affinity network (RSUNet) on an EM volume with ground-truth labels.
+"""Training an affinity network (RSUNet) on an EM volume with ground-truth labels: the loop.
 
 One training step (``specs/superhuman_revnet.md`` A3):
 
@@ -16,449 +16,44 @@ segmentation of a validation crop are recorded; scalars and images go to TensorB
 ``tensorboard`` package is installed; checkpoints hold the model, the optimizer, the step, the
 configuration and every random state, so a resumed run continues exactly as an uninterrupted one
 (bit for bit on the CPU).
+
+:func:`train` is a sequence of named steps: build (``_build_data``, ``_build_run``), resume
+(``_resume_checkpoint``, ``_restore``), one step (``_train_step``), validate and log
+(``_record_validation``), checkpoint (``_save``). The pieces live where their
+names say: :mod:`neurotut.train_config`, :mod:`neurotut.patches`, :mod:`neurotut.loss`,
+:mod:`neurotut.batchnorm`, :mod:`neurotut.checkpoints`.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from neurotut import config as nt_config
-from neurotut.affinity import SUPERHUMAN_OFFSETS, affinities, affinity_mask, check_offsets
-from neurotut.augment import AugmentConfig, augment_image, flip_volume, misalign
-from neurotut.inference import predict_volume, raw_to_input
-from neurotut.io import OutputExistsError, atomic_path, load_torch_checkpoint
-from neurotut.models.rsunet import RSUNet, RSUNetConfig
+from neurotut.affinity import SUPERHUMAN_OFFSETS, affinities
+from neurotut.augment import AugmentConfig
+from neurotut.batchnorm import norm_buffers, recalibrate_batchnorm
+from neurotut.checkpoints import checkpoint_state, load_checkpoint, restore_rng, save_checkpoint
+from neurotut.geometry import center_crop
+from neurotut.inference import autocast, predict_volume, raw_to_input
+from neurotut.io import OutputExistsError
+from neurotut.loss import affinity_loss
+from neurotut.models.rsunet import RSUNet
+from neurotut.patches import PatchSampler, Sample
+from neurotut.train_config import TrainConfig, train_config_for_profile
 
-CHECKPOINT_FORMAT = "neurotut-rsunet-checkpoint/1"
-
-# --------------------------------------------------------------------------------------------
-# configuration
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (sizes come from :mod:`neurotut.config` profiles
-    via :func:`train_config_for_profile`).
-
-    Attributes:
-        model: the network (``model.out_channels`` must equal ``len(offsets)``).
-        patch: ``(z, y, x)`` training patch; y and x multiples of ``model.divisor``.
-        batch_size: patches per step.
-        steps: total optimiser steps of the run.
-        lr, betas, eps: Adam.
-        lr_decay_factor, lr_decay_steps: staircase decay, the learning rate of step ``s``
-            (counted from 0) is ``lr * lr_decay_factor ** (s // lr_decay_steps)``; 0 steps: none.
-        offsets: the affinity offsets predicted, one per output channel.
-        augment: augmentation settings (:class:`neurotut.augment.AugmentConfig`).
-        absent_class_weight: loss weight of both classes in a channel of a patch where one class
-            is absent (1.0 as in the Superhuman sampler; 0 ignores such channels).
-        seed: seeds the model initialisation, the patch sampling and the augmentations.
-        val_every: steps between validations (0: only at the end).
-        val_patches: fixed validation patches for the validation loss.
-        val_crop: ``(z, y, x)`` centre crop of the validation volume segmented for the adapted
-            Rand error (None: the whole validation volume; ``(0, 0, 0)``: no ARAND). It is
-            predicted as one window when its y and x suit the network, else with ``patch``-sized
-            blended windows.
-        val_thresholds: waterz agglomeration thresholds; the best ARAND is recorded.
-        checkpoint_every: steps between checkpoints (0: only at the end).
-        log_every: steps between TensorBoard training-loss points.
-        amp: mixed precision (bfloat16 where supported, else float16 with loss scaling), CUDA only.
-        channels_last: channels-last 3D memory layout (faster convolutions on CPU and GPU).
-        bn_calibration: batches of fixed, unaugmented training patches over which BatchNorm
-            running statistics are recomputed exactly for evaluation (validation, the checkpoint's
-            evaluation statistics, ``TrainResult.eval_model``); 0 uses the running averages.
-            Running averages lag behind weights that change fast (large learning rates, short
-            runs), which makes eval-mode predictions much worse than the network is.
-    """
-
-    model: RSUNetConfig = field(default_factory=RSUNetConfig)
-    patch: tuple[int, int, int] = (18, 160, 160)
-    batch_size: int = 1
-    steps: int = 1000
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    lr_decay_factor: float = 1.0
-    lr_decay_steps: int = 0
-    offsets: tuple[tuple[int, int, int], ...] = SUPERHUMAN_OFFSETS
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    absent_class_weight: float = 1.0
-    seed: int = 0
-    val_every: int = 100
-    val_patches: int = 4
-    val_crop: tuple[int, int, int] | None = None
-    val_thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    checkpoint_every: int = 500
-    log_every: int = 10
-    amp: bool = True
-    channels_last: bool = True
-    bn_calibration: int = 8
-
-    def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        set_("patch", tuple(int(p) for p in self.patch))
-        set_("offsets", check_offsets(self.offsets))
-        set_("betas", tuple(float(b) for b in self.betas))
-        set_("val_thresholds", tuple(float(t) for t in self.val_thresholds))
-        if self.val_crop is not None:
-            set_("val_crop", tuple(int(v) for v in self.val_crop))
-        if len(self.patch) != 3 or min(self.patch) < 1:
-            raise ValueError(f"patch must be (z, y, x) positive sizes, got {self.patch}")
-        d = self.model.divisor
-        if self.patch[1] % d or self.patch[2] % d:
-            raise ValueError(
-                f"patch y and x must be multiples of {d} for this network, got {self.patch}"
-            )
-        if self.model.out_channels != len(self.offsets):
-            raise ValueError(
-                f"the model predicts {self.model.out_channels} channels but {len(self.offsets)} "
-                "offsets were given"
-            )
-        if self.batch_size < 1 or self.steps < 0 or self.lr <= 0:
-            raise ValueError("need batch_size >= 1, steps >= 0 and lr > 0")
-        if not 0 < self.lr_decay_factor <= 1 or self.lr_decay_steps < 0:
-            raise ValueError("need 0 < lr_decay_factor <= 1 and lr_decay_steps >= 0")
-        if min(self.val_every, self.checkpoint_every, self.val_patches, self.bn_calibration) < 0 or (
-                self.log_every < 1):
-            raise ValueError("intervals and counts must be >= 0 (log_every >= 1)")
-
-    def lr_at(self, step: int) -> float:
-        """The learning rate of optimiser step ``step`` (0-based)."""
-        if not self.lr_decay_steps:
-            return self.lr
-        return self.lr * self.lr_decay_factor ** (step // self.lr_decay_steps)
-
-    def to_dict(self) -> dict:
-        """Plain (JSON) types only."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["model"] = self.model.to_dict()
-        d["augment"] = self.augment.to_dict()
-        d["patch"] = list(self.patch)
-        d["betas"] = list(self.betas)
-        d["offsets"] = [list(o) for o in self.offsets]
-        d["val_crop"] = None if self.val_crop is None else list(self.val_crop)
-        d["val_thresholds"] = list(self.val_thresholds)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
-        known = {f.name for f in fields(cls)}
-        if set(d) - known:
-            raise ValueError(f"unknown TrainConfig fields {sorted(set(d) - known)}")
-        if "model" in d:
-            d["model"] = RSUNetConfig.from_dict(d["model"])
-        if "augment" in d:
-            d["augment"] = AugmentConfig(**d["augment"])
-        if "offsets" in d:
-            d["offsets"] = tuple(tuple(o) for o in d["offsets"])
-        return cls(**d)
-
-
-def train_config_for_profile(profile: nt_config.Profile | None = None, **overrides) -> TrainConfig:
-    """The training configuration of a profile (``quick``: minutes on a CPU; ``full``: the
-    Superhuman setting on a GPU), with any field overridden by keyword, e.g. ``steps=10``;
-    ``model`` may be given as a dict of :class:`RSUNetConfig` fields to override."""
-    p = profile or nt_config.get_profile()
-    model_over = overrides.pop("model", {}) or {}
-    if isinstance(model_over, RSUNetConfig):
-        model = model_over
-    else:
-        model = RSUNetConfig(**{"widths": tuple(p.unet_widths), **model_over})
-    values = dict(
-        model=model,
-        patch=tuple(p.unet_patch),
-        batch_size=p.unet_batch,
-        steps=p.unet_steps,
-        lr=p.unet_lr,
-        val_every=p.unet_val_every,
-        val_patches=p.unet_val_patches,
-        val_crop=tuple(p.unet_val_crop) if p.unet_val_crop is not None else None,
-        checkpoint_every=p.unet_checkpoint_every,
-        augment=AugmentConfig(
-            misalign_prob=p.unet_defect_prob, missing_prob=p.unet_defect_prob,
-            blur_prob=p.unet_defect_prob,
-        ),
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-# --------------------------------------------------------------------------------------------
-# patches
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Sample:
-    """One training example: ``raw`` (1, Z, Y, X) float32 in [0, 1], ``target`` (C, Z, Y, X)
-    float32 affinities, ``mask`` (C, Z, Y, X) bool (edges with both ends inside the volume and
-    valid), ``variant`` (flip/transpose 0..15) and ``info`` (what the augmentations did)."""
-
-    raw: np.ndarray
-    target: np.ndarray
-    mask: np.ndarray
-    variant: int = 0
-    info: dict = field(default_factory=dict)
-
-
-def _crop_padded(volume: np.ndarray, start: Sequence[int], shape: Sequence[int], fill) -> np.ndarray:
-    """``volume[start : start + shape]`` where parts outside the volume are ``fill``."""
-    out = np.full(tuple(shape), fill, dtype=volume.dtype)
-    src, dst = [], []
-    for s, n, size in zip(start, shape, volume.shape):
-        lo, hi = max(s, 0), min(s + n, size)
-        if hi <= lo:
-            return out
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - s, hi - s))
-    out[tuple(dst)] = volume[tuple(src)]
-    return out
-
-
-class PatchSampler:
-    """Random, augmented training patches from one volume.
-
-    Args:
-        raw: ``(Z, Y, X)`` uint8 (or float in [0, 1]) image.
-        labels: ``(Z, Y, X)`` integer labels, 0 = boundary/unlabelled.
-        patch: ``(z, y, x)`` patch size.
-        offsets: affinity offsets (one target channel each).
-        augment: augmentation settings, None for none.
-        valid: optional ``(Z, Y, X)`` bool mask of trustworthy labels.
-    """
-
-    def __init__(
-        self,
-        raw: np.ndarray,
-        labels: np.ndarray,
-        patch: Sequence[int],
-        offsets: Sequence[Sequence[int]] = SUPERHUMAN_OFFSETS,
-        augment: AugmentConfig | None = None,
-        valid: np.ndarray | None = None,
-    ):
-        raw, labels = np.asarray(raw), np.asarray(labels)
-        if raw.ndim != 3 or raw.shape != labels.shape:
-            raise ValueError(f"raw {raw.shape} and labels {labels.shape} must be one (Z, Y, X) shape")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"labels must be integers, got {labels.dtype}")
-        raw_to_input(raw[:1, :1, :1])  # dtype check with a clear message
-        self.raw, self.labels = raw, labels
-        self.valid = np.ones(raw.shape, bool) if valid is None else np.asarray(valid, bool)
-        if self.valid.shape != raw.shape:
-            raise ValueError(f"valid mask {self.valid.shape} does not match {raw.shape}")
-        self.patch = tuple(int(p) for p in patch)
-        self.offsets = check_offsets(offsets)
-        self.augment = augment or AugmentConfig.none()
-        self.margin = tuple(max(abs(o[a]) for o in self.offsets) for a in range(3))
-        self.shift = self.augment.shift_margin
-        need = (self.patch[0], self.patch[1] + 2 * self.shift, self.patch[2] + 2 * self.shift)
-        if any(n < p for n, p in zip(raw.shape, need)):
-            raise ValueError(
-                f"volume {raw.shape} is too small for patches {self.patch}"
-                + (f" with misalignment shifts of up to {self.shift} px" if self.shift else "")
-            )
-
-    def sample(self, rng: np.random.Generator, augment: bool = True) -> Sample:
-        """A random patch; ``augment=False`` gives the plain patch (for validation)."""
-        cfg = self.augment if augment else AugmentConfig.none()
-        shift = self.shift
-        p, m = self.patch, self.margin
-        start = [int(rng.integers(lo, n - size - lo + 1)) for n, size, lo in
-                 zip(self.raw.shape, p, (0, shift, shift))]
-        # a block with the affinity margin on both sides (flips keep the patch centred) plus the
-        # misalignment margin in y, x
-        extra = (m[0], m[1] + shift, m[2] + shift)
-        b_start = [s - e for s, e in zip(start, extra)]
-        b_shape = [n + 2 * e for n, e in zip(p, extra)]
-        raw = _crop_padded(self.raw, b_start, b_shape, 0)
-        labels = _crop_padded(self.labels, b_start, b_shape, 0)
-        valid = _crop_padded(self.valid, b_start, b_shape, False)
-        info: dict = {"start": start}
-        if shift:
-            if cfg.misalign_prob and rng.random() < cfg.misalign_prob:
-                (raw, labels, valid), info["misalign"] = misalign(
-                    [raw, labels, valid], shift, rng, cfg.slip_prob
-                )
-            else:
-                crop = (slice(None), slice(shift, shift + p[1] + 2 * m[1]),
-                        slice(shift, shift + p[2] + 2 * m[2]))
-                raw, labels, valid = raw[crop], labels[crop], valid[crop]
-        variant = 0
-        if cfg.flips:
-            variant = int(rng.integers(0, 16 if labels.shape[1] == labels.shape[2] else 8))
-            raw, labels, valid = (np.ascontiguousarray(flip_volume(a, variant)) for a in (raw, labels, valid))
-        target = affinities(labels, self.offsets)
-        mask = affinity_mask(labels.shape, self.offsets, valid)
-        core = tuple(slice(mm, mm + n) for mm, n in zip(m, p))
-        target, mask = target[(slice(None),) + core], mask[(slice(None),) + core]
-        image = augment_image(raw_to_input(raw[core]), cfg, rng) if augment else raw_to_input(raw[core])
-        return Sample(
-            np.ascontiguousarray(image[None]), np.ascontiguousarray(target),
-            np.ascontiguousarray(mask), variant, info,
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# loss
-# --------------------------------------------------------------------------------------------
-
-
-def class_balance_weights(target: Tensor, mask: Tensor, absent_class_weight: float = 1.0) -> Tensor:
-    """Per-voxel loss weights ``(N, C, Z, Y, X)``: per patch and channel, with ``N+`` positive and
-    ``N-`` negative valid edges, positives get ``N- / (N+ + N-)`` and negatives ``N+ / (N+ +
-    N-)`` (each class carries half the weight); both get ``absent_class_weight`` when a class is
-    absent; invalid edges get 0."""
-    m = mask.to(torch.float32)
-    pos = (target > 0.5).to(torch.float32) * m
-    dims = tuple(range(2, target.dim()))
-    n_valid = m.sum(dim=dims, keepdim=True)
-    n_pos = pos.sum(dim=dims, keepdim=True)
-    n_neg = n_valid - n_pos
-    total = n_valid.clamp(min=1)
-    absent = (n_pos == 0) | (n_neg == 0)
-    w_pos = torch.where(absent, torch.full_like(n_pos, absent_class_weight), n_neg / total)
-    w_neg = torch.where(absent, torch.full_like(n_pos, absent_class_weight), n_pos / total)
-    return (pos * w_pos + (m - pos) * w_neg)
-
-
-def affinity_loss(
-    logits: Tensor, target: Tensor, mask: Tensor, absent_class_weight: float = 1.0
-) -> Tensor:
-    """Class-rebalanced binary cross-entropy with logits over the valid edges, divided by the
-    number of valid edges. All ``(N, C, Z, Y, X)``; ``mask`` bool or 0/1."""
-    if logits.shape != target.shape or target.shape != mask.shape:
-        raise ValueError(f"shapes differ: {logits.shape}, {target.shape}, {mask.shape}")
-    with torch.no_grad():
-        w = class_balance_weights(target, mask, absent_class_weight)
-    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-    return (w * bce).sum() / mask.to(torch.float32).sum().clamp(min=1)
-
-
-# --------------------------------------------------------------------------------------------
-# BatchNorm statistics for evaluation
-# --------------------------------------------------------------------------------------------
-
-
-def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def recalibrate_batchnorm(model: nn.Module, batches: Sequence[Tensor]) -> nn.Module:
-    """A copy of ``model`` in eval mode whose BatchNorm running statistics are the exact averages
-    over ``batches`` (each ``(N, C, Z, Y, X)``, run in train mode without gradients).
-
-    The model itself is not changed. Without BatchNorm layers (or without batches) the copy is
-    returned as it is.
-    """
-    clone = copy.deepcopy(model)
-    norms = _batchnorms(clone)
-    if norms and batches:
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches
-        clone.train()
-        with torch.no_grad():
-            for x in batches:
-                clone(x)
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-    return clone.eval()
-
-
-def _norm_buffers(model: nn.Module) -> dict[str, Tensor]:
-    names = {id(m) for m in _batchnorms(model)}
-    return {
-        f"{mod_name}.{b_name}" if mod_name else b_name: buf.detach().clone()
-        for mod_name, mod in model.named_modules() if id(mod) in names
-        for b_name, buf in mod.named_buffers(recurse=False)
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# checkpoints
-# --------------------------------------------------------------------------------------------
-
-
-def _rng_state(rng: np.random.Generator) -> dict:
-    state = {
-        "numpy": json.dumps(rng.bit_generator.state),
-        "torch_cpu": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["torch_cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore_rng(state: dict) -> np.random.Generator:
-    numpy_state = json.loads(state["numpy"])
-    rng = np.random.default_rng()
-    if numpy_state["bit_generator"] != type(rng.bit_generator).__name__:
-        rng = np.random.Generator(getattr(np.random, numpy_state["bit_generator"])())
-    rng.bit_generator.state = numpy_state
-    torch.set_rng_state(state["torch_cpu"])
-    if "torch_cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["torch_cuda"])
-    return rng
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by :func:`train` (``torch.load(weights_only=True)``: no code is
-    executed from the file). Keys: format, step, config (:class:`TrainConfig`), model (the
-    training state), eval_norm (BatchNorm statistics for evaluation, possibly empty), optimizer,
-    scaler, rng, losses, history."""
-    path = Path(path)
-    ckpt = load_torch_checkpoint(path, map_location, what="training checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a neurotut training checkpoint ({CHECKPOINT_FORMAT})")
-    ckpt["config"] = TrainConfig.from_dict(json.loads(ckpt["config"]))
-    ckpt["history"] = json.loads(ckpt["history"])
-    return ckpt
-
-
-def load_model(path: str | Path, device: str | torch.device | None = "cpu") -> tuple[RSUNet, TrainConfig]:
-    """The trained network of a checkpoint, in eval mode with its evaluation BatchNorm statistics
-    (see ``TrainConfig.bn_calibration``), and its training configuration."""
-    device = torch.device(device or "cpu")
-    ckpt = load_checkpoint(path, map_location=device)
-    cfg: TrainConfig = ckpt["config"]
-    model = RSUNet(replace(cfg.model, checkpointing=False)).to(device)
-    if cfg.channels_last:  # the layout it was trained in: identical numbers
-        model = model.to(memory_format=torch.channels_last_3d)
-    model.load_state_dict(ckpt["model"])
-    if ckpt.get("eval_norm"):
-        model.load_state_dict(ckpt["eval_norm"], strict=False)
-    model.eval()
-    return model, cfg
-
-
-def export_weights(checkpoint: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write the evaluation part of a training checkpoint to ``out``: the weights, the evaluation
-    BatchNorm statistics, the configuration, the step and the training history, without the
-    optimizer, scaler and random states (a third of the size). :func:`load_model` reads it;
-    :func:`train` refuses to resume from it."""
-    ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
-    load_checkpoint(checkpoint)  # validates the format
-    keep = {k: ckpt[k] for k in ("format", "step", "config", "model", "eval_norm", "losses", "history")}
-    keep.update(optimizer={}, scaler={}, rng={})
-    with atomic_path(out, overwrite=overwrite) as tmp:
-        torch.save(keep, tmp)
-    return Path(out)
-
+# kept for one edition: the previous edition's chapters took these from neurotut.train (as they
+# did center_crop, load_checkpoint, PatchSampler, TrainConfig and train_config_for_profile)
+from neurotut.checkpoints import export_weights, load_model  # noqa: F401
+from neurotut.loss import class_balance_weights  # noqa: F401
 
 # --------------------------------------------------------------------------------------------
 # the loop
@@ -488,15 +83,6 @@ class TrainResult:
     losses: list[float]
     history: list[dict]
     checkpoint: Path | None = None
-
-
-def center_crop(shape: Sequence[int], crop: Sequence[int] | None) -> tuple[slice, ...]:
-    """Slices of the centred ``crop`` (clipped to ``shape``) of a ``shape`` volume; None: all."""
-    if crop is None:
-        return tuple(slice(0, n) for n in shape)
-    return tuple(
-        slice(max(0, (n - c) // 2), max(0, (n - c) // 2) + min(n, c)) for n, c in zip(shape, crop)
-    )
 
 
 class _Logger:
@@ -535,13 +121,6 @@ def _batch(samples: list[Sample], device: torch.device, channels_last: bool):
     return x, t, m
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
 def validate(
     model: RSUNet,
     config: TrainConfig,
@@ -563,19 +142,14 @@ def validate(
             with torch.no_grad():
                 for i in range(0, len(val_samples), config.batch_size):
                     x, t, m = _batch(val_samples[i : i + config.batch_size], device, config.channels_last)
-                    with _autocast(device, config.amp):
+                    with autocast(device, config.amp):
                         logits = model(x)
                     total += float(affinity_loss(logits, t, m, config.absent_class_weight)) * len(x)
             out["val_loss"] = total / len(val_samples)
         if val_raw is not None and config.val_crop != (0, 0, 0):
             crop = center_crop(val_raw.shape, config.val_crop)
             raw, gt = val_raw[crop], val_labels[crop]
-            d = config.model.divisor
-            if raw.shape[1] % d == 0 and raw.shape[2] % d == 0:
-                window = raw.shape  # one window: the crop at once
-            else:
-                window = (min(config.patch[0], raw.shape[0]),) + config.patch[1:]
-            affs = predict_volume(model, raw, window, device=device, amp=config.amp, progress=False,
+            affs = predict_volume(model, raw, config.eval_window(raw.shape), device=device, amp=config.amp, progress=False,
                                   batch_size=config.batch_size)
             scores = sweep(affs, gt, config.val_thresholds, config.offsets)
             best_t = min(scores, key=lambda t: scores[t].arand)
@@ -596,6 +170,168 @@ def _check_resume_config(saved: TrainConfig, given: TrainConfig) -> None:
         )
 
 
+@dataclass
+class _Data:
+    """What a run reads: the training sampler, fixed validation patches, the validation volume
+    and fixed calibration batches for BatchNorm (all built before the model)."""
+
+    sampler: PatchSampler
+    val_samples: list[Sample]
+    val_raw: np.ndarray | None
+    val_labels: np.ndarray | None
+    calib: list[Tensor]
+
+
+@dataclass
+class _Run:
+    """What a checkpoint holds of a run, and the evaluation model of the current step."""
+
+    model: RSUNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    rng: np.random.Generator
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    _eval: tuple[int, RSUNet] | None = None
+
+    def evaluation_model(self, calib: list[Tensor]) -> RSUNet:
+        """The model with evaluation statistics, computed once per step."""
+        if self._eval is None or self._eval[0] != self.step:
+            self._eval = (self.step, recalibrate_batchnorm(self.model, calib))
+        return self._eval[1]
+
+
+def _resume_checkpoint(config: TrainConfig, out_path: Path | None, resume, overwrite: bool,
+                       device: torch.device) -> dict | None:
+    """The checkpoint to resume from (checked against ``config``), or None for a new run; refuses
+    to start a new run over an old one unless ``overwrite``."""
+    if resume:
+        resume_path = (out_path / "last.pt") if resume is True else Path(resume)
+        if resume is True and out_path is None:
+            raise ValueError("resume=True needs out_dir")
+        ckpt = load_checkpoint(resume_path, map_location=device)
+        if not ckpt.get("optimizer"):
+            raise ValueError(f"{resume_path} holds exported weights only (no optimizer state); "
+                             "it can be evaluated or fine-tuned from, not resumed")
+        _check_resume_config(ckpt["config"], config)
+        return ckpt
+    if out_path is not None and (out_path / "last.pt").exists() and not overwrite:
+        raise OutputExistsError(
+            f"{out_path} already holds a training run (last.pt); pass resume=True to continue it, "
+            "overwrite=True to start again over it, or choose another out_dir"
+        )
+    return None
+
+
+def _build_data(config: TrainConfig, train_raw, train_labels, val_raw, val_labels,
+                device: torch.device) -> _Data:
+    """The sampler and the fixed patches; validation and calibration patches have their own
+    generators, so they never touch the training random stream."""
+    sampler = PatchSampler(train_raw, train_labels, config.patch, config.offsets, config.augment)
+    val_samples: list[Sample] = []
+    if val_raw is not None:
+        if val_labels is None:
+            raise ValueError("val_raw needs val_labels")
+        val_patch = (min(config.patch[0], np.shape(val_raw)[0]),) + config.patch[1:]
+        val_sampler = PatchSampler(val_raw, val_labels, val_patch, config.offsets, None)
+        vrng = np.random.default_rng([config.seed, 1])
+        val_samples = [val_sampler.sample(vrng, augment=False) for _ in range(config.val_patches)]
+    calib: list[Tensor] = []
+    if config.bn_calibration:
+        crng = np.random.default_rng([config.seed, 2])
+        for _ in range(config.bn_calibration):
+            x, _, _ = _batch([sampler.sample(crng, augment=False) for _ in range(config.batch_size)],
+                             device, config.channels_last)
+            calib.append(x)
+    return _Data(sampler, val_samples, val_raw, val_labels, calib)
+
+
+def _build_run(config: TrainConfig, device: torch.device) -> _Run:
+    """A new run: the seeded model, Adam, the CUDA gradient scaler and the sampling generator."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = RSUNet(config.model)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, eps=config.eps)
+    use_amp = device.type == "cuda" and config.amp
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=use_amp and not torch.cuda.is_bf16_supported()
+    ) if device.type == "cuda" else None
+    return _Run(model, optimizer, scaler, np.random.default_rng(config.seed))
+
+
+def _restore(run: _Run, ckpt: dict) -> None:
+    """Continue ``run`` where the checkpoint left off (weights, optimiser, scaler, random states)."""
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    if run.scaler is not None and ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    run.rng = restore_rng(ckpt["rng"])
+    run.step, run.losses, run.history = int(ckpt["step"]), list(ckpt["losses"]), list(ckpt["history"])
+
+
+def _train_step(run: _Run, sampler: PatchSampler, config: TrainConfig, device: torch.device) -> float:
+    """One Adam step on a fresh batch of augmented patches; returns the loss."""
+    samples = [sampler.sample(run.rng) for _ in range(config.batch_size)]
+    x, t, m = _batch(samples, device, config.channels_last)
+    with autocast(device, config.amp):
+        logits = run.model(x)
+    loss = affinity_loss(logits, t, m, config.absent_class_weight)
+    run.optimizer.zero_grad(set_to_none=True)
+    for group in run.optimizer.param_groups:
+        group["lr"] = config.lr_at(run.step)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        run.optimizer.step()
+    run.step += 1
+    value = float(loss.detach())
+    run.losses.append(value)
+    return value
+
+
+def _record_validation(run: _Run, config: TrainConfig, data: _Data, device: torch.device,
+                       logger: _Logger, start_time: float, since_record: list[float]) -> dict:
+    """Validate the evaluation model, append the record to the history and log it."""
+    v = validate(run.evaluation_model(data.calib), config, data.val_samples, data.val_raw,
+                 data.val_labels, device) if (
+        data.val_raw is not None) else {"val_loss": None, "val_arand": None, "val_threshold": None}
+    step = run.step
+    record = {
+        "step": step,
+        "train_loss": float(np.mean(since_record)) if since_record else None,
+        "val_loss": v["val_loss"],
+        "val_arand": v["val_arand"],
+        "val_threshold": v["val_threshold"],
+        "seconds": time.perf_counter() - start_time,
+    }
+    since_record.clear()
+    run.history.append(record)
+    logger.scalar("val/loss", record["val_loss"], step)
+    logger.scalar("val/arand", record["val_arand"], step)
+    if "_affs" in v and (0, 1, 0) in config.offsets:
+        z = v["_raw"].shape[0] // 2
+        c = config.offsets.index((0, 1, 0))
+        logger.image("val/raw", raw_to_input(v["_raw"][z]), step)
+        logger.image("val/affinity_y_true", affinities(v["_gt"][z : z + 1], [(0, 1, 0)])[0, 0], step)
+        logger.image("val/affinity_y_pred", v["_affs"][c, z], step)
+    return record
+
+
+def _save(run: _Run, config: TrainConfig, calib: list[Tensor], out_path: Path) -> Path:
+    """Checkpoint the run (with the evaluation BatchNorm statistics) into ``out_path``."""
+    eval_norm = norm_buffers(run.evaluation_model(calib)) if calib else {}
+    state = checkpoint_state(run.step, config, run.model, eval_norm, run.optimizer, run.scaler,
+                             run.rng, run.losses, run.history)
+    return save_checkpoint(out_path, state, run.losses, run.history)
+
+
 def train(
     config: TrainConfig,
     train_raw: np.ndarray,
@@ -614,7 +350,7 @@ def train(
     """Train an RSUNet on ``train_raw``/``train_labels`` until ``config.steps`` steps are done.
 
     Args:
-        config: the run (:class:`TrainConfig`).
+        config: the run (:class:`~neurotut.train_config.TrainConfig`).
         train_raw, train_labels: ``(Z, Y, X)`` uint8 image and integer labels.
         val_raw, val_labels: optional validation volume (validation loss and ARAND).
         out_dir: where checkpoints (``last.pt`` and ``step_0000100.pt`` ...), ``history.json``
@@ -629,165 +365,46 @@ def train(
     """
     device = nt_config.get_device(device, verbose=False) if not isinstance(device, torch.device) else device
     out_path = Path(out_dir) if out_dir is not None else None
-    ckpt = None
-    if resume:
-        resume_path = (out_path / "last.pt") if resume is True else Path(resume)
-        if resume is True and out_path is None:
-            raise ValueError("resume=True needs out_dir")
-        ckpt = load_checkpoint(resume_path, map_location=device)
-        if not ckpt.get("optimizer"):
-            raise ValueError(f"{resume_path} holds exported weights only (no optimizer state); "
-                             "it can be evaluated or fine-tuned from, not resumed")
-        _check_resume_config(ckpt["config"], config)
-    elif out_path is not None and (out_path / "last.pt").exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out_path} already holds a training run (last.pt); pass resume=True to continue it, "
-            "overwrite=True to start again over it, or choose another out_dir"
-        )
-
-    # data: sampler, fixed validation patches (their own generator: validation never touches
-    # the training random stream)
-    sampler = PatchSampler(train_raw, train_labels, config.patch, config.offsets, config.augment)
-    val_samples: list[Sample] = []
-    if val_raw is not None:
-        if val_labels is None:
-            raise ValueError("val_raw needs val_labels")
-        val_patch = (min(config.patch[0], np.shape(val_raw)[0]),) + config.patch[1:]
-        val_sampler = PatchSampler(val_raw, val_labels, val_patch, config.offsets, None)
-        vrng = np.random.default_rng([config.seed, 1])
-        val_samples = [val_sampler.sample(vrng, augment=False) for _ in range(config.val_patches)]
-
-    calib: list[Tensor] = []
-    if config.bn_calibration:
-        crng = np.random.default_rng([config.seed, 2])
-        for _ in range(config.bn_calibration):
-            x, _, _ = _batch([sampler.sample(crng, augment=False) for _ in range(config.batch_size)],
-                             device, config.channels_last)
-            calib.append(x)
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = RSUNet(config.model)
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas, eps=config.eps)
-    use_amp = device.type == "cuda" and config.amp
-    scaler = torch.amp.GradScaler(
-        "cuda", enabled=use_amp and not torch.cuda.is_bf16_supported()
-    ) if device.type == "cuda" else None
-
-    rng = np.random.default_rng(config.seed)
-    step, losses, history = 0, [], []
+    ckpt = _resume_checkpoint(config, out_path, resume, overwrite, device)
+    data = _build_data(config, train_raw, train_labels, val_raw, val_labels, device)
+    run = _build_run(config, device)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        rng = _restore_rng(ckpt["rng"])
-        step, losses, history = int(ckpt["step"]), list(ckpt["losses"]), list(ckpt["history"])
+        _restore(run, ckpt)
         del ckpt
-
     logger = _Logger(out_path / "tensorboard" if (out_path and tensorboard) else None,
-                     purge_step=step + 1 if step else None)
+                     purge_step=run.step + 1 if run.step else None)
     last_ckpt: Path | None = None
-
-    eval_cache: dict = {}
-
-    def evaluation_model() -> RSUNet:
-        """The model with evaluation statistics, computed once per step."""
-        if eval_cache.get("step") != step:
-            eval_cache.update(step=step, model=recalibrate_batchnorm(model, calib))
-        return eval_cache["model"]
-
-    def save(step_done: int) -> Path:
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "step": step_done,
-            "config": json.dumps(config.to_dict()),
-            "model": model.state_dict(),
-            "eval_norm": _norm_buffers(evaluation_model()) if calib else {},
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "rng": _rng_state(rng),
-            "losses": list(losses),
-            "history": json.dumps(history),
-        }
-        out_path.mkdir(parents=True, exist_ok=True)
-        keep = out_path / f"step_{step_done:07d}.pt"
-        with atomic_path(keep, overwrite=True) as tmp:
-            torch.save(state, tmp)
-        with atomic_path(out_path / "last.pt", overwrite=True) as tmp:
-            torch.save(state, tmp)
-        with atomic_path(out_path / "history.json", overwrite=True) as tmp:
-            tmp.write_text(json.dumps({"losses": losses, "history": history}, indent=1))
-        return keep
-
     start_time = time.perf_counter()
     since_record: list[float] = []
 
     def record_validation() -> None:
-        v = validate(evaluation_model(), config, val_samples, val_raw, val_labels, device) if (
-            val_raw is not None) else {"val_loss": None, "val_arand": None, "val_threshold": None}
-        record = {
-            "step": step,
-            "train_loss": float(np.mean(since_record)) if since_record else None,
-            "val_loss": v["val_loss"],
-            "val_arand": v["val_arand"],
-            "val_threshold": v["val_threshold"],
-            "seconds": time.perf_counter() - start_time,
-        }
-        since_record.clear()
-        history.append(record)
-        logger.scalar("val/loss", record["val_loss"], step)
-        logger.scalar("val/arand", record["val_arand"], step)
-        if "_affs" in v and (0, 1, 0) in config.offsets:
-            z = v["_raw"].shape[0] // 2
-            c = config.offsets.index((0, 1, 0))
-            logger.image("val/raw", raw_to_input(v["_raw"][z]), step)
-            logger.image("val/affinity_y_true", affinities(v["_gt"][z : z + 1], [(0, 1, 0)])[0, 0], step)
-            logger.image("val/affinity_y_pred", v["_affs"][c, z], step)
+        record = _record_validation(run, config, data, device, logger, start_time, since_record)
         if callback is not None:
             callback(record)
 
-    model.train()
-    if step == 0 and val_raw is not None and config.steps > 0:
+    run.model.train()
+    if run.step == 0 and val_raw is not None and config.steps > 0:
         record_validation()  # the untrained network: the start of the curves
-    bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=not progress)
+    bar = tqdm(total=config.steps, initial=run.step, desc="train", unit="step", disable=not progress)
     try:
-        while step < config.steps:
-            samples = [sampler.sample(rng) for _ in range(config.batch_size)]
-            x, t, m = _batch(samples, device, config.channels_last)
-            with _autocast(device, config.amp):
-                logits = model(x)
-            loss = affinity_loss(logits, t, m, config.absent_class_weight)
-            optimizer.zero_grad(set_to_none=True)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr_at(step)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            step += 1
-            value = float(loss.detach())
-            losses.append(value)
+        while run.step < config.steps:
+            value = _train_step(run, data.sampler, config, device)
             since_record.append(value)
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}")
+            step = run.step
             if step % config.log_every == 0:
-                logger.scalar("train/loss", float(np.mean(losses[-config.log_every:])), step)
+                logger.scalar("train/loss", float(np.mean(run.losses[-config.log_every:])), step)
             at_end = step == config.steps
             if (config.val_every and step % config.val_every == 0) or at_end:
                 record_validation()
             if out_path is not None and ((config.checkpoint_every and step % config.checkpoint_every == 0) or at_end):
-                last_ckpt = save(step)
+                last_ckpt = _save(run, config, data.calib, out_path)
     finally:
         bar.close()
         logger.close()
-    return TrainResult(model, evaluation_model(), config, step, losses, history, last_ckpt)
+    return TrainResult(run.model, run.evaluation_model(data.calib), config, run.step, run.losses,
+                       run.history, last_ckpt)
 
 
 class LiveCurves:

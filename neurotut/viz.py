@@ -12,6 +12,17 @@ from matplotlib import animation
 from matplotlib.axes import Axes
 
 
+
+#: the widest figure (inches at the book's 100 dpi) that the book's column shows at a readable scale
+MAX_FIGURE_WIDTH = 13.0
+
+
+def _row_figsize(size: float, n_panels: int) -> tuple[float, float]:
+    """``(width, height)`` of a row of ``n_panels`` square panels of ``size`` inches, narrowed so
+    that the row is at most :data:`MAX_FIGURE_WIDTH` wide."""
+    size = min(float(size), MAX_FIGURE_WIDTH / max(1, n_panels))
+    return size * n_panels, size
+
 def label_colors(n_max: int, seed: int = 0) -> np.ndarray:
     """(n_max + 1, 3) float32 RGB colours for ids 0..n_max; id 0 is black.
 
@@ -96,7 +107,7 @@ def slice_animation(
     The figure is closed so that no extra still frame is shown.
     """
     n_panels = 1 if labels is None else 2
-    fig, axes = plt.subplots(1, n_panels, figsize=(size * n_panels, size), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, n_panels, figsize=_row_figsize(size, n_panels), squeeze=False, constrained_layout=True)
     zs = list(range(0, raw.shape[0], step))
     images = []
     for i, ax in enumerate(axes[0]):
@@ -174,7 +185,7 @@ def slice_viewer(
     if not interactive:
         from IPython.display import HTML
 
-        fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False,
+        fig, axes = plt.subplots(1, len(panels), figsize=_row_figsize(size, len(panels)), squeeze=False,
                                  constrained_layout=True)
         zs = list(range(0, raw.shape[0], static_step))
         images = []
@@ -203,7 +214,7 @@ def slice_viewer(
     def draw(*_):
         with out:
             out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size), squeeze=False,
+            fig, axes = plt.subplots(1, len(panels), figsize=_row_figsize(size, len(panels)), squeeze=False,
                                      constrained_layout=True)
             for ax, (name, lab) in zip(axes[0], panels.items()):
                 ax.imshow(_panel_image(raw, lab, z_slider.value, alpha_slider.value), cmap="gray", extent=extent)
@@ -225,7 +236,7 @@ def orthogonal_views(
 ):
     """xy, xz and yz planes through ``point`` (z, y, x; default the centre), in nm. Returns the figure."""
     point = tuple(s // 2 for s in raw.shape) if point is None else point
-    fig, axes = plt.subplots(1, 3, figsize=(3 * size, size), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=_row_figsize(size, 3), constrained_layout=True)
     for ax, plane, index in zip(axes, ("xy", "xz", "yz"), (point[0], point[1], point[2])):
         show_plane(ax, raw, index, plane, voxel_size, labels)
     return fig

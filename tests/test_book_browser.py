@@ -169,3 +169,48 @@ def test_3d_figures_turn_when_dragged(browser, page_name):
             assert page.screenshot(clip=clip) != before, f"{page_name}: figure {i} {scene['name']} looks the same"
     assert not [e for e in errors if "Failed to load resource" not in e or "file://" in e], errors
     page.close()
+
+
+def _math_pages() -> list[str]:
+    return [p for p in _pages() if 'class="math' in (HTML / f"{p}.html").read_text(errors="replace")]
+
+
+def test_formulas_render_offline(browser):
+    """MathJax is served by the book itself: with every external request blocked, each formula
+    is typeset (an mjx-container in each math element), none is left as raw TeX."""
+    pages = _math_pages()
+    assert pages, "no page of the book has a formula"
+    for name in pages:
+        page, errors = _open(browser, name)
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                               timeout=30_000)
+        page.evaluate("() => MathJax.startup.promise")
+        raw = page.eval_on_selector_all(
+            ".math", "els => els.filter(e => !e.querySelector('mjx-container')).map(e => e.innerText.slice(0, 60))")
+        assert not raw, f"{name}: formulas not typeset: {raw[:3]}"
+        assert page.locator("mjx-container").count() > 0
+        page.close()
+
+
+#: a figure may be shown smaller than it was drawn, but not below this fraction of its pixels:
+#: matplotlib draws 10-point text about 14 px high at the book's resolution, so 0.65 keeps it
+#: at 9 px or more on the page
+MIN_FIGURE_SCALE = 0.65
+
+
+@pytest.mark.parametrize("page_name", [p for p in _pages() if p.startswith("chapters/")])
+def test_figures_readable_and_code_not_cut(browser, page_name):
+    """At a laptop's window width no figure of a chapter is shrunk below MIN_FIGURE_SCALE of its
+    drawn size, and no code or output block needs horizontal scrolling (lines wrap)."""
+    page, _ = _open(browser, page_name)
+    scales = page.eval_on_selector_all(
+        ".cell_output img",
+        "els => els.filter(i => i.naturalWidth > 0).map(i => [i.getBoundingClientRect().width / i.naturalWidth,"
+        " i.naturalWidth, i.alt || i.src.slice(-40)])")
+    small = [(round(s, 2), w, what) for s, w, what in scales if s < MIN_FIGURE_SCALE]
+    assert not small, f"{page_name}: figures shrunk below {MIN_FIGURE_SCALE} of their size: {small}"
+    wide = page.eval_on_selector_all(
+        "pre", "els => els.filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)"
+        ".map(e => e.innerText.split('\\n')[0].slice(0, 60))")
+    assert not wide, f"{page_name}: code blocks that scroll sideways: {wide}"
+    page.close()

@@ -78,6 +78,23 @@ def test_predict_writes_affinities_with_their_offsets(route):
         values = affs[...]
         assert 0.0 <= values.min() and values.max() <= 1.0
         assert [tuple(o) for o in affs.attrs["offsets"]] == list(SUPERHUMAN_OFFSETS)
+        assert affs.attrs["tta"] == 1
+
+
+def test_predict_with_tta_is_the_library_mean(route):
+    """`neurotut predict --tta 4` writes what predict_volume(tta=4) computes with the same model."""
+    from neurotut.inference import predict_volume
+    from neurotut.train import load_model
+
+    root, raw, _ = route
+    out = root / "affs_tta.h5"
+    _ok(["predict", "--checkpoint", str(root / "run" / "last.pt"), "--raw", f"{root / 'vol.h5'}:raw",
+         "--output", f"{out}:affinities", "--device", "cpu", "--tta", "4", "--quiet"])
+    model, cfg = load_model(root / "run" / "last.pt", device="cpu")
+    want = predict_volume(model, raw, cfg.patch, tta=4, offsets=cfg.offsets, progress=False)
+    with h5py.File(out, "r") as f:
+        np.testing.assert_allclose(f["affinities"][...], want, rtol=1e-5, atol=1e-6)
+        assert f["affinities"].attrs["tta"] == 4
 
 
 def test_segment_writes_one_dataset_per_threshold(route):

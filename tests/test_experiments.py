@@ -13,7 +13,7 @@ from neurotut.affinity import affinities
 from neurotut.augment import AugmentConfig
 from neurotut.data import make_synthetic
 from neurotut.experiments import (
-    SEED_TABLE1,
+    KOYAMA_TABLE1,
     Table1Row,
     Variant,
     baseline_affinities,
@@ -23,13 +23,15 @@ from neurotut.experiments import (
     run_table1,
     score_affinities,
     score_at_tuned_threshold,
-    seed_table_markdown,
+    tune_and_score,
+    koyama_table_markdown,
     table1_variants,
     to_markdown,
+    tuning_box,
     write_csv,
 )
 from neurotut.models.rsunet import RSUNet, RSUNetConfig
-from neurotut.train import TrainConfig
+from neurotut.train_config import TrainConfig
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -116,7 +118,7 @@ def test_run_table1_trains_each_function_once_and_writes_files(volume, tmp_path)
         write_csv(rows, path)
     md = to_markdown(rows)
     assert md.count("\n") == len(rows) + 1 and "saved for backward (MiB)" in md
-    assert "RevNet n=4" in seed_table_markdown() and len(SEED_TABLE1) == 5
+    assert "RevNet n=4" in koyama_table_markdown() and len(KOYAMA_TABLE1) == 5
 
 
 def _row(kind, depth, mem, t):
@@ -156,3 +158,44 @@ def test_threshold_is_chosen_on_the_tuning_block_and_applied_to_the_test_block(v
     assert out["scores"].arand == pytest.approx(expected.arand)
     assert out["scores"].voi_split == pytest.approx(expected.voi_split)
     assert 0 <= out["scores"].arand <= 1 and 0 <= out["boundary"].accuracy <= 1
+
+
+def test_tuning_box_is_disjoint_from_the_test_block():
+    shape = (20, 512, 512)
+    test = (slice(0, 20), slice(128, 384), slice(128, 384))
+    box = tuning_box(shape, test)
+    assert box == (slice(0, 20), slice(0, 128), slice(0, 512))  # ties: the rows before
+    assert tuning_box(shape, (slice(0, 20), slice(32, 256), slice(32, 256)))[1] == slice(256, 512)
+    tune = np.zeros(shape, bool)
+    tune[box] = True
+    test_mask = np.zeros(shape, bool)
+    test_mask[test] = True
+    assert not (tune & test_mask).any() and tune.sum() == 20 * 128 * 512
+    # along x when the test block spans all rows; an error when it spans everything
+    assert tuning_box(shape, (slice(0, 20), slice(0, 512), slice(0, 400)))[2] == slice(400, 512)
+    with pytest.raises(ValueError, match="no disjoint tuning block"):
+        tuning_box(shape, (slice(0, 20), slice(0, 512), slice(0, 512)))
+
+
+def test_run_table1_with_a_tuning_block_reports_the_test_block_at_the_tuned_threshold(volume):
+    raw, labels = volume
+    cfg = tiny_config(steps=2, val_thresholds=(0.3, 0.6))
+    rows = run_table1(cfg, raw[:6], labels[:6], raw[6:9], labels[6:9], tune_raw=raw[9:],
+                      tune_labels=labels[9:], variants=[Variant("base", 1)], repeats=1,
+                      progress=False, eval_window=(4, 16, 16))
+    r = rows[0]
+    assert r.threshold in (0.3, 0.6) and 0 <= r.arand <= 1
+
+
+def test_tune_and_score_chooses_the_scoring_function_on_the_tuning_block(volume):
+    raw, labels = volume
+    rng = np.random.default_rng(0)
+    make = lambda lab: np.clip(affinities(lab)[:3] + rng.normal(0, 0.3, (3,) + lab.shape), 0, 1).astype(np.float32)
+    tune, test = (make(labels[:6]), labels[:6]), (make(labels[6:]), labels[6:])
+    out = tune_and_score(tune, test, (0.3, 0.5, 0.7), scorings=("mean", "quantile50"))
+    singles = {s: score_at_tuned_threshold(tune, test, (0.3, 0.5, 0.7), scoring=s) for s in ("mean", "quantile50")}
+    assert out["tuning"] == {s: r["tune_arand"] for s, r in singles.items()}
+    assert out["scoring"] == min(singles, key=lambda s: singles[s]["tune_arand"])
+    assert out["scores"].arand == singles[out["scoring"]]["scores"].arand
+    with pytest.raises(ValueError, match="at least one"):
+        tune_and_score(tune, test, (0.5,), scorings=())

@@ -11,18 +11,11 @@ import pytest
 from scipy import ndimage
 
 from neurotut.ffn import storage
-from neurotut.ffn.inference import (
-    Canvas,
-    FaceMaxMovementPolicy,
-    InferenceOptions,
-    InferenceRequest,
-    logit,
-    parse_bounding_box,
-    parse_text_proto,
-    run_request,
-    scored_moves,
-    segment_volume,
-)
+from neurotut.ffn.inference import Canvas, InferenceOptions
+from neurotut.ffn.model import logit
+from neurotut.ffn.movement import FaceMaxMovementPolicy, scored_moves
+from neurotut.ffn.request import InferenceRequest, parse_bounding_box, parse_text_proto, run_request
+from neurotut.ffn.segment import segment_volume
 from neurotut.ffn.seeds import PolicyGrid3d, PolicyPeaks, SeedPolicy
 from neurotut.io import OutputExistsError
 
@@ -242,7 +235,8 @@ def test_segment_at_grows_a_box_and_stops_at_its_faces():
 
 
 def test_flood_recorder_starts_from_the_seed_alone_and_ends_with_the_final_state():
-    from neurotut.ffn.inference import FloodRecorder, logit
+    from neurotut.ffn.flood_recorder import FloodRecorder
+    from neurotut.ffn.model import logit
 
     shape = (9, 40, 40)
     box = np.zeros(shape, bool)
@@ -583,16 +577,17 @@ def test_command_line_inference_end_to_end(tmp_path, capsys):
     import torch
 
     from neurotut.cli import main
-    from neurotut.ffn import train
+    from neurotut.ffn import checkpoints
     from neurotut.ffn.model import ConvStack3DFFN, FFNModelConfig
+    from neurotut.ffn.train_config import TrainConfig
 
     model_cfg = FFNModelConfig(depth=1, fov_size=FOV, deltas=DELTAS, features=4)
     torch.manual_seed(0)
     model = ConvStack3DFFN(model_cfg)
     state = {
-        "format": train.CHECKPOINT_FORMAT,
-        "version": train.CHECKPOINT_VERSION,
-        "config": train.TrainConfig(model=model_cfg).as_dict(),
+        "format": checkpoints.CHECKPOINT_FORMAT,
+        "version": checkpoints.CHECKPOINT_VERSION,
+        "config": TrainConfig(model=model_cfg).as_dict(),
         "model": model.state_dict(),
     }
     ckpt = tmp_path / "model.ckpt-0.pt"

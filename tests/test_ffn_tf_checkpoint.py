@@ -30,7 +30,8 @@ from neurotut.ffn.tf_checkpoint import (
     read_checkpoint,
     read_index,
 )
-from neurotut.ffn.tf_model import convert_checkpoint, ffn_from_tf_checkpoint
+from neurotut.ffn.checkpoints import convert_checkpoint
+from neurotut.ffn.tf_model import ffn_from_tf_checkpoint
 
 SNEMI3D_ARGS = '{"depth": 9, "fov_size": [33, 33, 17], "deltas": [8, 8, 4]}'
 FIB25_ARGS = '{"depth": 12, "fov_size": [33, 33, 33], "deltas": [8, 8, 8]}'
@@ -242,7 +243,8 @@ def test_configs_from_weights_and_model_args():
 
 
 def test_convert_and_load_round_trip(snemi3d_7m, reference, tmp_path, capsys, one_torch_thread):
-    from neurotut.ffn.train import TrainConfig, model_from_checkpoint
+    from neurotut.ffn.checkpoints import model_from_checkpoint
+    from neurotut.ffn.train_config import TrainConfig
 
     out = tmp_path / "model.ckpt-7000000.pt"
     assert main(["ffn", "convert", str(snemi3d_7m), str(out), "--model_args", SNEMI3D_ARGS]) == 0
@@ -264,7 +266,8 @@ def test_convert_and_load_round_trip(snemi3d_7m, reference, tmp_path, capsys, on
 
 
 def test_converted_checkpoint_cannot_resume_training(snemi3d_7m, tmp_path):
-    from neurotut.ffn.train import Trainer, load_checkpoint
+    from neurotut.ffn.checkpoints import load_checkpoint
+    from neurotut.ffn.trainer import Trainer
 
     out, _, _ = convert_checkpoint(snemi3d_7m, tmp_path / "c.pt", SNEMI3D_ARGS)
     with pytest.raises(ValueError, match="cannot resume"):
@@ -275,7 +278,7 @@ def test_inference_request_with_a_tensorflow_prefix(reference, tmp_path, capsys,
     import h5py
 
     from neurotut.ffn import storage
-    from neurotut.ffn.inference import InferenceRequest, load_predictor
+    from neurotut.ffn.request import InferenceRequest, load_predictor
 
     snemi = ffn_checkpoint_dir("ffn_windows_models")
     fib = ffn_checkpoint_dir("google_ffn_fib25")

@@ -15,34 +15,23 @@ from neurotut.data import make_synthetic
 from neurotut.ffn.coordinates import BalancedSampler, index_partitions, save_coordinates
 from neurotut.ffn.model import FFNModelConfig
 from neurotut.ffn.partitions import compute_partitions
-from neurotut.ffn.train import (
-    Augmentation,
-    EvalCounts,
-    ExampleStream,
-    FixedMoves,
-    MaxPredMoves,
-    SummaryLogger,
-    Trainer,
-    TrainConfig,
+from neurotut.ffn.augmentation import Augmentation, draw_augmentation
+from neurotut.ffn.checkpoints import latest_checkpoint, load_checkpoint, model_from_checkpoint
+from neurotut.ffn.evaluation import EvalCounts, evaluate, evaluate_examples
+from neurotut.ffn.examples import ExampleStream, run_example, run_examples
+from neurotut.ffn.fov_policies import FixedMoves, MaxPredMoves, face_max_moves, fixed_move_order
+from neurotut.ffn.inputs import (
     TrainVolume,
-    clip_gradient_entries,
-    crop_centered,
-    draw_augmentation,
-    evaluate,
-    evaluate_examples,
-    face_max_moves,
-    fixed_move_order,
-    latest_checkpoint,
-    load_checkpoint,
     load_example,
-    logit,
     make_sampler,
     make_seed_canvas,
-    model_from_checkpoint,
-    run_example,
-    run_examples,
     soft_labels,
 )
+from neurotut.ffn.model import logit
+from neurotut.ffn.summaries import SummaryLogger
+from neurotut.ffn.train_config import TrainConfig
+from neurotut.ffn.trainer import Trainer, clip_gradient_entries
+from neurotut.geometry import crop_centered
 
 TINY = FFNModelConfig(depth=2, fov_size=(5, 9, 9), deltas=(1, 2, 2), features=8)
 
@@ -291,7 +280,7 @@ def test_one_step_sgd_clipped_writes_back_and_has_no_gradient_across_moves(synth
     # the predictions of this step are now in the canvases, where the next inputs are cut from
     for stream, offset, pred in zip(trainer.streams, offsets, logits.detach()[:, 0].numpy()):
         if stream.example is not None and stream.active:
-            from neurotut.ffn.train import fov_slices
+            from neurotut.ffn.inputs import fov_slices
 
             region = stream.example.canvas[fov_slices(stream.example.canvas.shape, fov, offset)]
             assert np.array_equal(region, pred)

@@ -200,13 +200,33 @@ def test_errors_are_clear():
 def test_voi_equals_skimage_and_waterz(seed):
     rng = np.random.default_rng(seed)
     gt, pred = random_case(rng, n_gt=4 + seed, n_pred=3 + seed, zeros=True) if seed < 2 else structured_case(rng)
-    got = metrics.variation_of_information(gt, pred)
+    got = metrics.variation_of_information(gt, pred, zero="label")
     split, merge = sk_voi(gt.astype(np.int64), pred.astype(np.int64), ignore_labels=[0])
     assert got.split == pytest.approx(split, rel=1e-10, abs=1e-12)
     assert got.merge == pytest.approx(merge, rel=1e-10, abs=1e-12)
     w = waterz_scores(gt, pred)
     assert got.split == pytest.approx(w["voi_split"], rel=1e-9, abs=1e-12)
     assert got.merge == pytest.approx(w["voi_merge"], rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_voi_singletons_equal_voi_of_the_relabelled_prediction(seed):
+    """zero="singletons" is the ordinary VOI of the prediction in which every 0 voxel got an id of
+    its own; an all-zero prediction is pure split (no merge), like ARAND's 1."""
+    rng = np.random.default_rng(seed)
+    gt, pred = random_case(rng, n_gt=4 + seed, n_pred=3 + seed, zeros=True)
+    relabelled = pred.astype(np.int64).copy()
+    zeros = relabelled == 0
+    relabelled[zeros] = relabelled.max() + 1 + np.arange(zeros.sum())
+    assert zeros.any()
+    got = metrics.variation_of_information(gt, pred)
+    want = metrics.variation_of_information(gt, relabelled, zero="label")
+    assert got.split == pytest.approx(want.split, rel=1e-10) and got.merge == pytest.approx(want.merge, abs=1e-12)
+    assert got.split > metrics.variation_of_information(gt, pred, zero="label").split
+    empty = metrics.evaluate(gt, np.zeros_like(pred))
+    assert empty.arand == pytest.approx(1.0, abs=1e-3) and empty.voi_merge == 0.0 and empty.voi_split > 0
+    with pytest.raises(ValueError, match="zero"):
+        metrics.variation_of_information(gt, pred, zero="ignore")
 
 
 def test_voi_known_values():

@@ -73,7 +73,7 @@ def test_reversible_block_has_half_the_weights_of_a_residual_unit():
         return count_parameters(RSUNet(depth=2, **kw)) - count_parameters(RSUNet(depth=1, **kw))
 
     assert 2 * per_depth(reversible=True) == per_depth()
-    # ... so the reversible net at depth 2 is about the paper net's size (seed paper: n=2 ~ base)
+    # ... so the reversible net at depth 2 is about the paper net's size (Koyama et al.: n=2 ~ base)
     assert abs(count_parameters(RSUNet(reversible=True, depth=2)) - 1_510_704) < 1000
 
 

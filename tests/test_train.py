@@ -18,17 +18,12 @@ from neurotut.data import make_synthetic
 from neurotut.inference import predict_volume
 from neurotut.io import OutputExistsError
 from neurotut.models.rsunet import RSUNetConfig
-from neurotut.train import (
-    PatchSampler,
-    TrainConfig,
-    affinity_loss,
-    class_balance_weights,
-    load_checkpoint,
-    load_model,
-    recalibrate_batchnorm,
-    train,
-    train_config_for_profile,
-)
+from neurotut.batchnorm import recalibrate_batchnorm
+from neurotut.checkpoints import load_checkpoint, load_model
+from neurotut.loss import affinity_loss, class_balance_weights
+from neurotut.patches import PatchSampler
+from neurotut.train import train
+from neurotut.train_config import TrainConfig, train_config_for_profile
 
 TINY_MODEL = RSUNetConfig(widths=(4, 6, 8))  # three scales: y, x multiples of 4
 
@@ -354,7 +349,7 @@ def test_staircase_learning_rate():
 
 
 def test_exported_weights_load_like_the_checkpoint_and_refuse_resume(synthetic, tmp_path):
-    from neurotut.train import export_weights
+    from neurotut.checkpoints import export_weights
 
     tr_raw, tr_lab, va_raw, va_lab = synthetic
     cfg = replace(tiny_config(), steps=2)

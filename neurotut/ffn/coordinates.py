@@ -40,17 +40,13 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from neurotut.ffn.partitions import as_zyx
+from neurotut.geometry import as_zyx, inner_slices
 from neurotut.io import atomic_path, open_h5
 
 #: partition value that is never sampled (border, exclusions, masks)
 IGNORE_PARTITION = 255
 FILE_FORMAT = "neurotut-ffn-coordinates"
 FILE_VERSION = 1
-
-
-def _crop(shape: Sequence[int], margin: tuple[int, int, int]) -> tuple[slice, slice, slice]:
-    return tuple(slice(m, s - m) for s, m in zip(shape, margin))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -149,7 +145,7 @@ def index_partitions(
                 f"margin (z, y, x) = {margin} leaves nothing of volume {name!r} of shape "
                 f"{array.shape}; use a margin below half of every axis"
             )
-        crop = array[_crop(array.shape, margin)]
+        crop = array[inner_slices(array.shape, margin)]
         if crop.size and (int(crop.min()) < 0 or int(crop.max()) > 255):
             raise ValueError(f"partition volume {name!r} holds values outside 0..255")
         flat = np.ascontiguousarray(crop, dtype=np.uint8).reshape(-1)

@@ -1,4 +1,4 @@
-"""FFN inference: flood-filling one object after another (google/ffn ``inference.py``, ``movement.py``).
+"""FFN inference: the canvas that flood-fills one object after another (google/ffn ``inference.py``).
 
 The :class:`Canvas` holds the state of one subvolume, all arrays (Z, Y, X):
 
@@ -8,18 +8,17 @@ The :class:`Canvas` holds the state of one subvolume, all arrays (Z, Y, X):
 
 **One object** (:meth:`Canvas.segment_at`): the seed is reset to NaN and set to
 ``logit(init_activation)`` at the start point. The field of view (FOV) then moves as the
-:class:`FaceMaxMovementPolicy` says. At every position the network gets the normalised image and
-the seed inside the FOV (NaN replaced by ``logit(pad_value)``) and returns new logits, which
-**overwrite** the FOV in the canvas after the *disconnected-seed bias*: when any of the new FOV is
-at or above the move threshold, voxels that were below logit 0.5 = 0 may not rise again. The run
-stops when the queue is empty or the value at the start point drops below the move threshold.
+:class:`~neurotut.ffn.movement.FaceMaxMovementPolicy` says. At every position the network gets
+the normalised image and the seed inside the FOV (NaN replaced by ``logit(pad_value)``) and
+returns new logits, which **overwrite** the FOV in the canvas after the *disconnected-seed bias*:
+when any of the new FOV is at or above the move threshold, voxels that were below logit 0.5 = 0
+may not rise again. The run stops when the queue is empty or the value at the start point drops
+below the move threshold.
 
-**Movement**: after each step, on each of the six faces of the box ``centre +- deltas``, the
-arg-max logit is a candidate next centre if it is at least ``logit(move_threshold)``. The
-candidates of one step, best first, are appended to a FIFO queue (breadth-first over steps). A
-popped candidate is skipped when its position quantised to the delta grid around the start,
-``(pos - start + delta // 2) // delta``, was already visited, or when the position is no longer
-valid (seed below the threshold, FOV outside the volume, or already segmented).
+**Movement** (:mod:`neurotut.ffn.movement`): face maxima of each prediction at or above
+``logit(move_threshold)`` queue up, breadth first; a popped candidate is skipped when its cell of
+the delta grid was visited or when the position is no longer valid (seed below the threshold,
+FOV outside the volume, or already segmented).
 
 **The subvolume** (:meth:`Canvas.segment_all`): every point of the seed policy (see
 :mod:`neurotut.ffn.seeds`) is tried in turn. A point is skipped when invalid, and marked -1 when
@@ -33,21 +32,20 @@ happens here; :func:`neurotut.ffn.storage.load_segmentation` splits components o
 Deviations from the original, all of them documented where they live: checkpoints are written
 between seed points only (the original can also checkpoint inside an object); several positions
 are evaluated in one network call only when this provably gives the sequential result
-(``batch_size``); the request may also be YAML.
+(``batch_size``).
+
+The request (``run_inference.py``) lives in :mod:`neurotut.ffn.request`, whole-volume
+segmentation in :mod:`neurotut.ffn.segment`.
 """
 
 from __future__ import annotations
 
-import argparse
-import ast
 import json
 import os
-import re
-import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,17 +53,12 @@ from scipy.special import expit
 from tqdm.auto import tqdm
 
 from neurotut.ffn import storage
-from neurotut.ffn.partitions import as_zyx
-from neurotut.ffn.seeds import SEED_POLICIES, SeedPolicy, make_seed_policy
+from neurotut.ffn.model import logit
+from neurotut.ffn.movement import FaceMaxMovementPolicy
+from neurotut.ffn.seeds import SeedPolicy, make_seed_policy
 from neurotut.ffn.storage import OriginInfo
-from neurotut.io import (
-    atomic_path,
-    check_can_write,
-    check_dataset,
-    get_dataset,
-    open_h5,
-    parse_volume_spec,
-)
+from neurotut.geometry import Pos, as_zyx, boxes_overlap
+from neurotut.io import atomic_path
 
 #: the original's cap on self-consistency iterations per position
 MAX_SELF_CONSISTENT_ITERS = 32
@@ -73,12 +66,6 @@ MAX_SELF_CONSISTENT_ITERS = 32
 #: a network evaluated on a batch: images (B, Z, Y, X) float32 (normalised) and seed logits
 #: (B, Z, Y, X) float32 -> updated logits (B, Z, Y, X) float32
 Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
-Pos = tuple[int, int, int]
-
-
-def logit(p: float) -> float:
-    """``ln(p / (1 - p))``; logit(0.95) = 2.944, logit(0.9) = 2.197, logit(0.6) = 0.405."""
-    return float(np.log(p / (1.0 - p)))
 
 
 @dataclass(frozen=True)
@@ -165,102 +152,7 @@ class TorchPredictor:
 
 
 # ---------------------------------------------------------------------------------------------
-# movement
-
-
-def scored_moves(logits: np.ndarray, deltas: Sequence[int], threshold: float) -> list[tuple[float, Pos]]:
-    """Candidate moves from one FOV's logits: the arg-max of each face of ``centre +- deltas``.
-
-    Args:
-        logits: ``(Z, Y, X)`` logits of the FOV (odd sizes; the centre is ``shape // 2``).
-        deltas: ``(z, y, x)`` move step; an axis with delta 0 has no faces.
-        threshold: minimum logit of a face maximum.
-
-    Returns:
-        ``[(score, (dz, dy, dx)), ...]`` offsets relative to the FOV centre, best first (ties:
-        larger offset first, the order of the original's reverse sort); duplicates (a voxel on
-        two faces) appear once.
-    """
-    logits = np.asarray(logits)
-    center = np.asarray(logits.shape) // 2
-    deltas = [int(d) for d in deltas]
-    box = [slice(c - d, c + d + 1) for c, d in zip(center, deltas)]
-    found: set[tuple[float, Pos]] = set()
-    for axis, d in enumerate(deltas):
-        if d == 0:
-            continue
-        for offset in (-d, d):
-            sel = list(box)
-            sel[axis] = int(center[axis] + offset)
-            face = logits[tuple(sel)]
-            flat = int(np.argmax(face))
-            score = float(face.flat[flat])
-            if not score >= threshold:
-                continue
-            fpos = np.unravel_index(flat, face.shape)
-            rel = [int(fpos[0] - face.shape[0] // 2), int(fpos[1] - face.shape[1] // 2)]
-            rel.insert(axis, offset)
-            found.add((score, (rel[0], rel[1], rel[2])))
-    return sorted(found, reverse=True)
-
-
-class FaceMaxMovementPolicy:
-    """FIFO queue of candidate FOV centres, fed with face maxima (google/ffn ``movement.py``).
-
-    ``deltas`` are (z, y, x); ``score_threshold`` is a logit.
-    """
-
-    def __init__(self, deltas: Sequence[int], score_threshold: float):
-        self.deltas = np.asarray(as_zyx(deltas, "deltas"), dtype=np.int64)
-        self.score_threshold = float(score_threshold)
-        self.queue: deque[tuple[float, Pos]] = deque()
-        self.done: set[Pos] = set()
-        self.start: Pos = (0, 0, 0)
-
-    def reset(self, start: Sequence[int]) -> None:
-        """Empty queue and visited set; quantise around ``start`` from now on."""
-        self.queue = deque()
-        self.done = set()
-        self.start = tuple(int(v) for v in start)  # type: ignore[assignment]
-
-    def quantize(self, pos: Sequence[int]) -> Pos:
-        """The cell of the delta grid centred on the start point that ``pos`` falls into."""
-        step = np.maximum(self.deltas, 1)
-        rel = np.asarray(pos, dtype=np.int64) - self.start
-        q = (rel + self.deltas // 2) // step
-        return int(q[0]), int(q[1]), int(q[2])
-
-    def append(self, item: tuple[float, Sequence[int]]) -> None:
-        score, pos = item
-        self.queue.append((float(score), tuple(int(v) for v in pos)))  # type: ignore[arg-type]
-
-    def update(self, logits: np.ndarray, position: Sequence[int]) -> None:
-        """Mark ``position`` visited and queue the face maxima of its FOV ``logits``."""
-        self.done.add(self.quantize(position))
-        p = [int(v) for v in position]
-        for score, off in scored_moves(logits, self.deltas, self.score_threshold):
-            self.queue.append((score, (p[0] + off[0], p[1] + off[1], p[2] + off[2])))
-
-    def pop(self, is_valid: Callable[[Pos], bool]) -> Pos | None:
-        """The next candidate not yet visited (on the grid) and valid now; None when exhausted."""
-        while self.queue:
-            _, pos = self.queue.popleft()
-            if self.quantize(pos) in self.done:
-                continue
-            if is_valid(pos):
-                return pos
-        return None
-
-    def __len__(self) -> int:
-        return len(self.queue)
-
-
-# ---------------------------------------------------------------------------------------------
 # the canvas
-
-
-def _boxes_overlap(a: Pos, b: Pos, size: np.ndarray) -> bool:
-    return all(abs(a[i] - b[i]) < size[i] for i in range(3))
 
 
 class Canvas:
@@ -458,7 +350,7 @@ class Canvas:
             if cell in self.movement.done or cell in cells:
                 queue.popleft()
                 continue
-            if any(_boxes_overlap(cand, b, self.fov_size) for b in batch):
+            if any(boxes_overlap(cand, b, self.fov_size) for b in batch):
                 break
             queue.popleft()
             if not self.is_valid_pos(cand):
@@ -740,68 +632,7 @@ class Canvas:
 
 
 # ---------------------------------------------------------------------------------------------
-# watching one object grow
-
-
-@dataclass
-class FloodFrame:
-    """The state after one step of :meth:`Canvas.segment_at`, for pictures and animations."""
-
-    #: step number: 0 is the start (only the seed voxel set), then 1, 2, ... after each step
-    step: int
-    #: (z, y, x) FOV centre of this step
-    pos: Pos
-    #: (Y, X) float32 seed logits on the recorded plane (NaN = not visited)
-    plane: np.ndarray
-    #: (K, 3) int64 positions waiting in the movement queue, in the order they will be popped
-    queue: np.ndarray
-    #: (S, 3) int64 FOV centres visited so far, this one included
-    visited: np.ndarray
-
-
-class FloodRecorder:
-    """A ``callback`` for :meth:`Canvas.segment_at` that keeps :class:`FloodFrame` s.
-
-    Records the start (step 0: only the seed voxel, at logit(init_activation)), then the seed on
-    the plane ``z`` every ``every`` steps (and always the first step); call :meth:`finish` after
-    ``segment_at`` to add the final state if it was not recorded.
-    """
-
-    def __init__(self, z: int, every: int = 1):
-        self.z = int(z)
-        self.every = max(1, int(every))
-        self.frames: list[FloodFrame] = []
-        self._visited: list[Pos] = []
-        self._last: tuple[Canvas, Pos] | None = None
-
-    def __call__(self, canvas: Canvas, pos: Pos, logits: np.ndarray) -> None:
-        if not self._visited:  # the state before the first network call: the seed voxel alone
-            plane = np.full(canvas.seed.shape[1:], np.nan, np.float32)
-            if pos[0] == self.z:
-                plane[pos[1], pos[2]] = logit(canvas.options.init_activation)
-            empty = np.zeros((0, 3), np.int64)
-            self.frames.append(FloodFrame(0, pos, plane, empty, empty))
-        self._visited.append(pos)
-        self._last = (canvas, pos)
-        if len(self._visited) == 1 or len(self._visited) % self.every == 0:
-            self._record(canvas, pos)
-
-    def _record(self, canvas: Canvas, pos: Pos) -> None:
-        queue = np.asarray([p for _, p in canvas.movement.queue], dtype=np.int64).reshape(-1, 3)
-        self.frames.append(
-            FloodFrame(len(self._visited), pos, canvas.seed[self.z].copy(), queue,
-                       np.asarray(self._visited, dtype=np.int64).reshape(-1, 3))
-        )
-
-    def finish(self) -> list[FloodFrame]:
-        """Add the final state (if not the last frame already); returns the frames."""
-        if self._last is not None and (not self.frames or self.frames[-1].step != len(self._visited)):
-            self._record(*self._last)
-        return self.frames
-
-
-# ---------------------------------------------------------------------------------------------
-# whole-volume convenience
+# the image the network sees
 
 
 def normalize_image(raw: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -809,449 +640,3 @@ def normalize_image(raw: np.ndarray, mean: float, std: float) -> np.ndarray:
     if std <= 0:
         raise ValueError(f"image_stddev must be positive, got {std}")
     return ((np.asarray(raw, dtype=np.float32) - np.float32(mean)) / np.float32(std)).astype(np.float32)
-
-
-@dataclass
-class InferenceResult:
-    """What :func:`segment_volume` returns."""
-
-    #: (Z, Y, X) uint32 ids, 0 = unsegmented (no connected-component splitting)
-    segmentation: np.ndarray
-    #: (Z, Y, X) uint8 quantised probability of each voxel's segment (0 = none)
-    seg_prob: np.ndarray
-    origins: dict[int, OriginInfo]
-    overlaps: dict[int, np.ndarray]
-    counters: dict[str, float] = field(default_factory=dict)
-
-
-def segment_volume(
-    raw: np.ndarray,
-    predictor: Predictor,
-    fov_size: Sequence[int],
-    deltas: Sequence[int],
-    options: InferenceOptions | None = None,
-    image_mean: float | None = None,
-    image_stddev: float | None = None,
-    seed_policy: str | SeedPolicy = "PolicyPeaks",
-    seed_policy_args: Mapping | None = None,
-    mask: np.ndarray | None = None,
-    batch_size: int = 1,
-    checkpoint_path: str | os.PathLike | None = None,
-    checkpoint_interval: float | None = None,
-    progress: bool = True,
-) -> InferenceResult:
-    """Segment a whole ``(Z, Y, X)`` volume with an FFN (one canvas, as ``run_inference.py``).
-
-    ``raw`` is normalised with ``image_mean`` / ``image_stddev`` (defaults: its own mean and
-    standard deviation); a float image is used as given when both are None. With a
-    ``checkpoint_path``, an existing checkpoint is resumed and the checkpoint is removed at the
-    end.
-    """
-    raw = np.asarray(raw)
-    if image_mean is None and image_stddev is None and np.issubdtype(raw.dtype, np.floating):
-        image = raw.astype(np.float32, copy=False)
-    else:
-        mean = float(raw.mean()) if image_mean is None else float(image_mean)
-        std = float(raw.std()) if image_stddev is None else float(image_stddev)
-        image = normalize_image(raw, mean, std)
-    canvas = Canvas(
-        image, predictor, fov_size, deltas, options, mask=mask, batch_size=batch_size,
-        checkpoint_path=checkpoint_path, checkpoint_interval=checkpoint_interval,
-    )
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        canvas.restore_checkpoint(checkpoint_path)
-    canvas.segment_all(seed_policy, seed_policy_args, progress=progress)
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        Path(checkpoint_path).unlink()
-    return InferenceResult(
-        canvas.result(), canvas.seg_prob, canvas.origins, canvas.overlaps, dict(canvas.counters)
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# the inference request (run_inference.py)
-
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<comment>\#[^\n]*)|(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
-    r"""|(?P<punct>[{}:<>;,\[\]])|(?P<word>[^\s{}:<>;,"'\[\]\#]+))"""
-)
-
-
-def parse_text_proto(text: str) -> dict:
-    """Parse protobuf text format (the original's ``.pbtxt`` requests) into nested dicts.
-
-    ``name: value`` pairs and ``name { ... }`` messages; a repeated name becomes a list.
-    Strings are unquoted, numbers become int/float, ``true``/``false`` bool.
-    """
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            raise ValueError(f"cannot parse the text proto near {text[pos:pos + 30]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        if kind == "comment" or kind is None:
-            continue
-        tokens.append((kind, m.group(kind)))
-
-    def value_of(kind: str, tok: str):
-        if kind == "string":
-            return ast.literal_eval(tok)
-        low = tok.lower()
-        if low in ("true", "false"):
-            return low == "true"
-        for cast in (int, float):
-            try:
-                return cast(tok)
-            except ValueError:
-                pass
-        return tok  # an enum name
-
-    def message(i: int, closing: str | None) -> tuple[dict, int]:
-        out: dict = {}
-        while i < len(tokens):
-            kind, tok = tokens[i]
-            if closing is not None and kind == "punct" and tok == closing:
-                return out, i + 1
-            if kind == "punct" and tok in ";,":
-                i += 1
-                continue
-            if kind != "word":
-                raise ValueError(f"expected a field name, found {tok!r}")
-            name, i = tok, i + 1
-            if i < len(tokens) and tokens[i] == ("punct", ":"):
-                i += 1
-            if i >= len(tokens):
-                raise ValueError(f"field {name!r} has no value")
-            kind, tok = tokens[i]
-            if kind == "punct" and tok in "{<":
-                value, i = message(i + 1, "}" if tok == "{" else ">")
-            elif kind == "punct" and tok == "[":
-                value, i = [], i + 1
-                while tokens[i] != ("punct", "]"):
-                    if tokens[i] != ("punct", ","):
-                        value.append(value_of(*tokens[i]))
-                    i += 1
-                i += 1
-            elif kind in ("string", "word"):
-                value = value_of(kind, tok)
-                i += 1
-                while i < len(tokens) and tokens[i][0] == "string" and kind == "string":
-                    value += ast.literal_eval(tokens[i][1])  # adjacent strings concatenate
-                    i += 1
-            else:
-                raise ValueError(f"unexpected {tok!r} after field {name!r}")
-            if name in out:
-                if not isinstance(out[name], list) or isinstance(value, list):
-                    out[name] = [out[name]]
-                out[name].append(value)
-            else:
-                out[name] = value
-        if closing is not None:
-            raise ValueError(f"missing {closing!r} at the end of the text proto")
-        return out, i
-
-    return message(0, None)[0]
-
-
-def _xyz_to_zyx(value, name: str) -> tuple[int, int, int]:
-    """``{x:, y:, z:}`` or ``[x, y, z]`` (the original's order) -> (z, y, x)."""
-    if isinstance(value, Mapping):
-        unknown = set(value) - {"x", "y", "z"}
-        if unknown:
-            raise ValueError(f"{name} has fields {sorted(unknown)}; use x, y and z")
-        return int(value.get("z", 0)), int(value.get("y", 0)), int(value.get("x", 0))
-    if isinstance(value, (list, tuple)) and len(value) == 3:
-        x, y, z = (int(v) for v in value)
-        return z, y, x
-    raise ValueError(f"{name} must be {{x: .. y: .. z: ..}} or [x, y, z], got {value!r}")
-
-
-_OPTION_FIELDS = {f for f in InferenceOptions.__dataclass_fields__}
-_IGNORED_FIELDS = {"concurrent_requests", "model_name", "movement_policy_name"}
-_UNSUPPORTED_FIELDS = {
-    "masks", "seed_masks", "init_segmentation", "alignment_options", "shift_mask",
-    "shift_mask_fov", "shift_mask_threshold", "shift_mask_scale", "histogram_matching",
-    "self_prediction", "reference_histogram", "movement_policy_args",
-}
-
-
-@dataclass(frozen=True)
-class InferenceRequest:
-    """The original's ``InferenceRequest``, with the fields neurotut runs.
-
-    ``image`` is ``file.h5:dataset`` (or ``@``); ``model_checkpoint_path`` a neurotut FFN
-    checkpoint (``model.ckpt-<step>.pt`` of :mod:`neurotut.ffn.train`) or a google/ffn
-    TensorFlow checkpoint prefix (``model.ckpt-7000000``, read by :mod:`neurotut.ffn.tf_model`);
-    ``model_args`` the original's JSON with ``fov_size`` / ``deltas`` in x, y, z (optional for a
-    neurotut checkpoint, which knows its architecture; when given, it must agree; a TensorFlow
-    checkpoint takes its fov_size and deltas from it).
-    """
-
-    image: str
-    image_mean: float
-    image_stddev: float
-    model_checkpoint_path: str
-    segmentation_output_dir: str
-    model_args: dict = field(default_factory=dict)
-    seed_policy: str = "PolicyPeaks"
-    seed_policy_args: dict = field(default_factory=dict)
-    inference_options: InferenceOptions = field(default_factory=InferenceOptions)
-    #: seconds between inference checkpoints; 0 = none (as in the original)
-    checkpoint_interval: float = 0.0
-    #: most positions per network call (results do not depend on it)
-    batch_size: int = 1
-    #: run the network under autocast (float16 on CUDA, bfloat16 on CPU); changes results slightly
-    mixed_precision: bool = False
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> InferenceRequest:
-        """From the parsed YAML or text proto (the original's field names)."""
-        data = dict(data)
-        unsupported = sorted(set(data) & _UNSUPPORTED_FIELDS)
-        if unsupported:
-            raise ValueError(f"the request uses {unsupported}, which neurotut's inference does not support")
-        for name in _IGNORED_FIELDS & set(data):
-            if name == "model_name" and "ConvStack3D" not in str(data[name]):
-                raise ValueError(f"model_name {data[name]!r}: only ConvStack3DFFNModel is implemented")
-            data.pop(name)
-        image = data.pop("image", None)
-        if isinstance(image, Mapping):
-            if "hdf5" not in image:
-                raise ValueError(f"image must name an HDF5 volume (image {{ hdf5: 'file.h5:raw' }}), got {image}")
-            image = image["hdf5"]
-        if "checkpoint" in data and "model_checkpoint_path" not in data:
-            data["model_checkpoint_path"] = data.pop("checkpoint")
-        missing = [k for k in ("image_mean", "image_stddev", "model_checkpoint_path", "segmentation_output_dir")
-                   if k not in data] + ([] if image else ["image"])
-        if missing:
-            raise ValueError(f"the inference request lacks {missing}")
-        options = dict(data.pop("inference_options", {}) or {})
-        unknown = set(options) - _OPTION_FIELDS
-        if unknown:
-            raise ValueError(f"unknown inference_options {sorted(unknown)}; known: {sorted(_OPTION_FIELDS)}")
-        if "min_boundary_dist" in options:
-            options["min_boundary_dist"] = _xyz_to_zyx(options["min_boundary_dist"], "min_boundary_dist")
-        for key in ("model_args", "seed_policy_args"):
-            value = data.get(key)
-            if isinstance(value, str):
-                data[key] = json.loads(value) if value.strip() else {}
-            elif value is None:
-                data[key] = {}
-        known = set(cls.__dataclass_fields__) - {"image", "inference_options"}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown request fields {sorted(unknown)}; known: {sorted(known | {'image', 'inference_options'})}")
-        if data.get("seed_policy", "PolicyPeaks") not in SEED_POLICIES:
-            raise ValueError(f"seed_policy {data['seed_policy']!r} is not one of {sorted(SEED_POLICIES)}")
-        return cls(image=str(image), inference_options=InferenceOptions(**options), **data)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> InferenceRequest:
-        """Read a request file: YAML (``.yml``/``.yaml``) or the original's text proto."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no such inference request: {path}")
-        return cls.parse(path.read_text(), yaml_format=path.suffix.lower() in (".yml", ".yaml"))
-
-    @classmethod
-    def parse(cls, text: str, yaml_format: bool | None = None) -> InferenceRequest:
-        """Parse request text; ``yaml_format=None`` guesses (text proto when it has ``{``)."""
-        if yaml_format is None:
-            yaml_format = "{" not in text
-        if yaml_format:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-            if not isinstance(data, Mapping):
-                raise ValueError("the YAML request must be a mapping of field: value")
-        else:
-            data = parse_text_proto(text)
-        return cls.from_dict(data)
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["inference_options"] = self.inference_options.as_dict()
-        return d
-
-
-def parse_bounding_box(text: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """``--bounding_box``: ``start { x:0 y:0 z:0 } size { x:512 y:512 z:100 }`` (the original's
-    text proto) or ``x,y,z:x,y,z`` (start:size) -> ``(start_zyx, size_zyx)``."""
-    text = text.strip()
-    if "{" in text:
-        data = parse_text_proto(text)
-        if set(data) != {"start", "size"}:
-            raise ValueError(f"the bounding box needs start {{...}} and size {{...}}, got {sorted(data)}")
-        start, size = _xyz_to_zyx(data["start"], "start"), _xyz_to_zyx(data["size"], "size")
-    else:
-        parts = text.split(":")
-        try:
-            start, size = (tuple(int(v) for v in p.split(",")) for p in parts)
-        except ValueError:
-            raise ValueError(f"{text!r}: write the bounding box as x,y,z:x,y,z (start:size)") from None
-        if len(start) != 3 or len(size) != 3:
-            raise ValueError(f"{text!r}: write the bounding box as x,y,z:x,y,z (start:size)")
-        start, size = start[::-1], size[::-1]
-    if any(s < 0 for s in start) or any(s <= 0 for s in size):
-        raise ValueError(f"bounding box start must be >= 0 and size > 0, got start {start} size {size} (z, y, x)")
-    return start, size  # type: ignore[return-value]
-
-
-def _load_network(path: str, model_args: Mapping, device):
-    """(model, TrainConfig) of a neurotut ``.pt`` checkpoint or a google/ffn TensorFlow
-    checkpoint prefix (whose fov_size / deltas come from ``model_args``)."""
-    from neurotut.ffn.tf_checkpoint import is_tf_checkpoint
-    from neurotut.ffn.train import TrainConfig, model_from_checkpoint
-
-    if is_tf_checkpoint(path):
-        from neurotut.ffn.tf_model import ffn_from_tf_checkpoint
-
-        model, config, _ = ffn_from_tf_checkpoint(path, model_args)
-        return model.to(device), TrainConfig(model=config)  # the original's training defaults
-    if not Path(path).exists():
-        raise FileNotFoundError(
-            f"no such checkpoint: {path} (neither a neurotut .pt file nor a TensorFlow "
-            f"checkpoint {path}.index)"
-        )
-    return model_from_checkpoint(path, device)
-
-
-def load_predictor(request: InferenceRequest, device=None):
-    """The network of a request: (TorchPredictor, model config). ``model_checkpoint_path`` is a
-    neurotut checkpoint or a google/ffn TensorFlow checkpoint prefix. Checks ``model_args`` and
-    warns when pad_value / move_threshold differ from training's seed_pad / threshold."""
-    from neurotut.ffn.model import model_args_to_zyx
-
-    model, train_config = _load_network(request.model_checkpoint_path, request.model_args, device or "cpu")
-    if request.model_args:
-        asked = model_args_to_zyx(request.model_args)
-        have = model.config
-        for key in request.model_args:
-            if getattr(asked, key) != getattr(have, key):
-                raise ValueError(
-                    f"model_args {key} = {getattr(asked, key)} (z, y, x) but the checkpoint's model "
-                    f"has {getattr(have, key)}"
-                )
-    opts = request.inference_options
-    for ours, theirs, name in ((opts.pad_value, train_config.seed_pad, "pad_value/seed_pad"),
-                               (opts.move_threshold, train_config.threshold, "move_threshold/threshold")):
-        if abs(ours - theirs) > 1e-9:
-            print(f"note: inference {name.split('/')[0]} {ours} differs from training's "
-                  f"{name.split('/')[1]} {theirs}; the manual recommends matching them", file=sys.stderr)
-    return TorchPredictor(model, device, request.mixed_precision), model.config
-
-
-def run_request(
-    request: InferenceRequest,
-    bounding_box: tuple[Sequence[int], Sequence[int]] | None = None,
-    overwrite: bool = False,
-    device=None,
-    predictor: Predictor | None = None,
-    model_config=None,
-    progress: bool = True,
-) -> Path:
-    """Run an inference request on one subvolume, as ``run_inference.py``; returns the ``.npz``.
-
-    Args:
-        bounding_box: ``(start, size)`` in (z, y, x); None = the whole image. The box is one
-            canvas: the whole subvolume is held in memory, as in the original.
-        overwrite: replace an existing result. Without it an existing result raises
-            :class:`~neurotut.io.OutputExistsError` before any work (the original silently skips).
-        predictor, model_config: use this network instead of loading the request's checkpoint.
-
-    An inference checkpoint (``.cpoint``) of an interrupted run with the same settings is
-    resumed and removed at the end.
-    """
-    spec = parse_volume_spec(request.image)
-    with open_h5(spec.path) as f:
-        dset = get_dataset(f, spec.dataset)
-        check_dataset(dset, spec, ndim=3)
-        shape = dset.shape
-        start, size = bounding_box if bounding_box is not None else ((0, 0, 0), shape)
-        start = as_zyx(start, "bounding box start")
-        size = as_zyx(size, "bounding box size", 1)
-        end = tuple(min(s + n, full) for s, n, full in zip(start, size, shape))
-        if any(s >= e for s, e in zip(start, end)):
-            raise ValueError(f"the bounding box start {start} (z, y, x) lies outside the image {shape}")
-        out_dir = Path(request.segmentation_output_dir)
-        npz_path = storage.segmentation_path(out_dir, start)
-        check_can_write(npz_path, overwrite)
-        check_can_write(storage.probability_path(out_dir, start), overwrite)
-        raw = dset[tuple(slice(s, e) for s, e in zip(start, end))]
-    if predictor is None:
-        predictor, model_config = load_predictor(request, device)
-    elif model_config is None:
-        raise ValueError("give model_config (fov_size, deltas) together with a predictor")
-    image = normalize_image(raw, request.image_mean, request.image_stddev)
-    cpoint = storage.checkpoint_path(out_dir, start)
-    canvas = Canvas(
-        image, predictor, model_config.fov_size, model_config.deltas, request.inference_options,
-        checkpoint_path=cpoint,
-        checkpoint_interval=request.checkpoint_interval if request.checkpoint_interval > 0 else None,
-        batch_size=request.batch_size,
-    )
-    if cpoint.exists():
-        canvas.restore_checkpoint(cpoint)
-        print(f"resuming from the inference checkpoint {cpoint}", file=sys.stderr)
-    canvas.segment_all(request.seed_policy, request.seed_policy_args, progress=progress)
-    saved = storage.save_subvolume(
-        out_dir, start, canvas.segmentation, canvas.origins, canvas.overlaps,
-        counters=dict(canvas.counters), request=request.as_dict(), seg_prob=canvas.seg_prob,
-        overwrite=overwrite,
-    )
-    storage.write_counters(out_dir, canvas.counters)
-    if cpoint.exists():
-        cpoint.unlink()
-    return saved
-
-
-def _cli_run(args: argparse.Namespace) -> int:
-    request = InferenceRequest.load(args.inference_request)
-    if args.output_dir:
-        request = replace(request, segmentation_output_dir=args.output_dir)
-    if args.batch_size is not None:
-        request = replace(request, batch_size=args.batch_size)
-    if args.mixed_precision:
-        request = replace(request, mixed_precision=True)
-    box = parse_bounding_box(args.bounding_box) if args.bounding_box else None
-    path = run_request(request, box, overwrite=args.overwrite, device=args.device,
-                       progress=not args.quiet)
-    counters = storage.load_json_field(path, "counters")
-    print(f"wrote {path} ({int(counters.get('segments-created', 0))} segments; "
-          f"{int(counters.get('voxels-segmented', 0))} voxels segmented)")
-    return 0
-
-
-def register_cli(steps: argparse._SubParsersAction) -> None:
-    """Add ``neurotut ffn inference`` (mirrors google/ffn ``run_inference.py``)."""
-    p = steps.add_parser(
-        "inference",
-        help="segment a subvolume with a trained FFN (run_inference.py)",
-        description=(
-            "Flood-fill a subvolume with a trained FFN, as google/ffn's run_inference.py: the "
-            "request (YAML, or the original's text proto fields image, image_mean, image_stddev, "
-            "model_checkpoint_path, model_args, segmentation_output_dir, seed_policy, "
-            "inference_options, checkpoint_interval) and the bounding box. The checkpoint may "
-            "be a neurotut .pt file or a google/ffn TensorFlow checkpoint prefix. Writes "
-            "<out>/<x>/<y>/seg-<x>_<y>_<z>.npz and .prob; refuses to replace them without "
-            "--overwrite; resumes from a .cpoint checkpoint of an interrupted run."
-        ),
-    )
-    p.add_argument("--inference_request", required=True,
-                   help="request file: .yml/.yaml, or text proto (.pbtxt) with the original's fields")
-    p.add_argument("--bounding_box", default=None,
-                   help="subvolume as the original's text proto 'start { x: 0 y: 0 z: 0 } size "
-                        "{ x: 512 y: 512 z: 100 }' or x,y,z:x,y,z (start:size, x, y, z order); "
-                        "default: the whole image")
-    p.add_argument("--output_dir", default=None, help="overrides segmentation_output_dir")
-    p.add_argument("--batch_size", type=int, default=None,
-                   help="most FOV positions per network call (the segmentation does not change)")
-    p.add_argument("--mixed_precision", action="store_true",
-                   help="autocast the network (float16 on CUDA, bfloat16 on CPU); slightly different results")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: CUDA if present)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing result for this corner")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cli_run)

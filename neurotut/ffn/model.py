@@ -21,6 +21,7 @@ The original's ``model_args`` give them x, y, z: convert once with :func:`model_
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -28,14 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurotut.geometry import as_zyx, xyz_to_zyx
 
-def _triple(values: int | Sequence[int], name: str) -> tuple[int, int, int]:
-    if isinstance(values, int):
-        values = (values, values, values)
-    out = tuple(int(v) for v in values)
-    if len(out) != 3:
-        raise ValueError(f"{name} needs 3 values (z, y, x), got {values!r}")
-    return out  # type: ignore[return-value]
+
+def logit(p: float) -> float:
+    """``ln(p / (1 - p))``: logit(0.95) = 2.944, logit(0.05) = -2.944, logit(0.9) = 2.197,
+    logit(0.6) = 0.405: the scale of the network's output and of seed canvases."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"logit needs a probability strictly between 0 and 1, got {p}")
+    return math.log(p / (1.0 - p))
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class FFNModelConfig:
     features: int = 32
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fov_size", _triple(self.fov_size, "fov_size"))
-        object.__setattr__(self, "deltas", _triple(self.deltas, "deltas"))
+        object.__setattr__(self, "fov_size", as_zyx(self.fov_size, "fov_size", None))
+        object.__setattr__(self, "deltas", as_zyx(self.deltas, "deltas", None))
         if self.depth < 1:
             raise ValueError(f"depth must be at least 1, got {self.depth}")
         if self.features < 1:
@@ -93,7 +95,7 @@ def model_args_to_zyx(model_args: Mapping) -> FFNModelConfig:
         kwargs["features"] = int(model_args["features"])
     for key in ("fov_size", "deltas"):
         if key in model_args:
-            kwargs[key] = tuple(_triple(model_args[key], key))[::-1]
+            kwargs[key] = xyz_to_zyx(as_zyx(model_args[key], key, None))
     return FFNModelConfig(**kwargs)
 
 
@@ -103,7 +105,7 @@ def shifts(deltas: Sequence[int]) -> list[tuple[int, int, int]]:
     ``deltas`` (z, y, x); returns (dz, dy, dx) tuples in a fixed (lexicographic) order. An axis
     with delta 0 contributes no moves, so duplicates are dropped.
     """
-    dz, dy, dx = _triple(deltas, "deltas")
+    dz, dy, dx = as_zyx(deltas, "deltas", None)
     out: list[tuple[int, int, int]] = []
     for move in itertools.product((-dz, 0, dz), (-dy, 0, dy), (-dx, 0, dx)):
         if move != (0, 0, 0) and move not in out:

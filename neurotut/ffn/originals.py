@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from neurotut.data.download import fetch
-from neurotut.ffn.inference import InferenceRequest
+from neurotut.ffn.request import InferenceRequest
 from neurotut.ffn.model import ConvStack3DFFN
 from neurotut.ffn.tf_model import ffn_from_tf_checkpoint
 

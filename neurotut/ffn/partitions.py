@@ -35,6 +35,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from neurotut.geometry import as_zyx
+
 #: the 12 thresholds of the google/ffn README and ffn_windows (partitions 1..13)
 DEFAULT_THRESHOLDS: tuple[float, ...] = (
     0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9,
@@ -46,28 +48,6 @@ EXCLUDED = 255
 
 # above this window volume the count -> partition look-up table is not built (memory)
 _MAX_LUT = 1 << 24
-
-
-def as_zyx(values: int | Sequence[int], name: str, minimum: int = 0) -> tuple[int, int, int]:
-    """Three whole numbers >= ``minimum`` (z, y, x); a single int is used for all axes.
-
-    Shared by the FFN modules for radii, margins, FOV sizes, deltas and positions.
-    """
-    if np.isscalar(values):
-        values = (values, values, values)
-    values = tuple(values)
-    if len(values) != 3:
-        raise ValueError(f"{name} needs 3 values (z, y, x), got {values!r}")
-    out = []
-    for v in values:
-        if isinstance(v, (float, np.floating)) and not float(v).is_integer():
-            raise ValueError(f"{name} must be whole numbers of voxels, got {values!r}")
-        iv = int(v)
-        if iv < minimum:
-            bound = "must not be negative" if minimum == 0 else f"must be >= {minimum}"
-            raise ValueError(f"{name} {bound}, got {values!r}")
-        out.append(iv)
-    return out[0], out[1], out[2]
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:

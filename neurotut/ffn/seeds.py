@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from neurotut.ffn.partitions import as_zyx
+from neurotut.geometry import as_zyx
 
 #: sigma of the Gaussian blur that sets PolicyPeaks' local edge threshold (the original's 49/6)
 PEAKS_SIGMA = 49.0 / 6.0

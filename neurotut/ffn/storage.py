@@ -16,7 +16,7 @@ loads too (its ``origins`` are pickled Python objects and are not read).
 Quantisation of probabilities as in the original: ``q = digitize(p, linspace(0, 1, 255))``
 (1..255), NaN (never visited) -> 0; back: ``p = (q - 0.5) / 255`` and q = 0 -> NaN.
 
-The post-processing of the ffn_windows "seed" workflow converts a result to one 16-bit PNG per
+The post-processing of the ffn_windows workshop's workflow converts a result to one 16-bit PNG per
 z-slice (``0000.png`` ...); :func:`to_png_stack` and :func:`from_png_stack` do that and back, and
 :func:`to_h5` writes an HDF5 dataset.
 """
@@ -435,12 +435,12 @@ def to_png_stack(
     split_cc: bool = True,
     overwrite: bool = False,
 ) -> list[Path]:
-    """One 16-bit greyscale PNG per z-slice (``0000.png`` ...), the seed workflow's npz -> PNG.
+    """One 16-bit greyscale PNG per z-slice (``0000.png`` ...), the ffn_windows workshop's npz -> PNG.
 
     Ids above 65535 are renumbered 1..K first (keeping their order); more than 65535 segments
     cannot be stored in 16 bits and raise ValueError. Returns the written paths.
     """
-    from neurotut.data import write_png_stack
+    from neurotut.data.stacks import write_png_stack
 
     seg = _as_segmentation(source, split_cc)
     if seg.size and int(seg.max()) > np.iinfo(np.uint16).max:
@@ -456,6 +456,6 @@ def to_png_stack(
 
 def from_png_stack(folder: str | os.PathLike) -> np.ndarray:
     """Read a 16-bit PNG stack back as ``(Z, Y, X) uint64`` ids."""
-    from neurotut.data import read_png_stack
+    from neurotut.data.stacks import read_png_stack
 
     return read_png_stack(folder, kind="labels").astype(np.uint64)

@@ -154,35 +154,3 @@ def ffn_from_tf_checkpoint(
     model.load_state_dict(state, strict=True)
     step = int(arrays["global_step"]) if has_step else None
     return model.eval(), config, step
-
-
-def convert_checkpoint(
-    prefix: str | os.PathLike,
-    out: str | os.PathLike,
-    model_args: str | Mapping | None = None,
-    overwrite: bool = False,
-) -> tuple[Path, FFNModelConfig, int | None]:
-    """Write a TensorFlow ConvStack3D checkpoint as a neurotut FFN checkpoint (``.pt``) that
-    :func:`neurotut.ffn.train.model_from_checkpoint` loads. It holds the network and the
-    config only (no optimiser state: it cannot resume a training run). An existing ``out`` is
-    refused unless ``overwrite``. Returns (path, config, global_step)."""
-    from neurotut.ffn.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, TrainConfig
-    from neurotut.io import atomic_path, check_can_write
-
-    check_can_write(out, overwrite)  # before reading anything
-    model, config, step = ffn_from_tf_checkpoint(prefix, model_args)
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": TrainConfig(model=config).as_dict(),
-        "step": 0 if step is None else step,
-        "model": model.state_dict(),
-        "converted_from": {
-            "tensorflow_checkpoint": str(checkpoint_prefix(prefix)),
-            "global_step": step,
-            "model_args": json.dumps(parse_model_args(model_args)),
-        },
-    }
-    with atomic_path(out, overwrite) as tmp:
-        torch.save(state, tmp)
-    return Path(out), config, step
