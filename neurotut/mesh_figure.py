@@ -32,7 +32,7 @@ CAMERA_STEP_BACK = 0.35
 
 
 def _rgb(segment_id: int, seed: int = 0) -> str:
-    from neurotut.viz import colorize
+    from neurotut.display import colorize
 
     r, g, b = (255 * colorize(np.array([segment_id]), seed)[0]).astype(int)
     return f"rgb({r},{g},{b})"
@@ -40,7 +40,7 @@ def _rgb(segment_id: int, seed: int = 0) -> str:
 
 def mesh_trace(mesh: Mesh, voxel_size: Sequence[float] | None = None, name: str = "", seed: int = 0):
     """One ``plotly.graph_objects.Mesh3d`` of ``mesh`` in micrometres (x, y, z), coloured like
-    :func:`neurotut.viz.colorize`; hovering shows the segment id and size (voxels, and um^3 when
+    :func:`neurotut.display.colorize`; hovering shows the segment id and size (voxels, and um^3 when
     ``voxel_size`` (z, y, x) nm is given)."""
     import plotly.graph_objects as go
 
@@ -139,8 +139,8 @@ def static_html(fig) -> str:
 
 def show(fig, interactive: bool | None = None):
     """Display ``fig``: the plotly figure itself with a live kernel (JupyterLab, Colab), an HTML
-    block for the static book otherwise (``interactive`` None: :func:`neurotut.viz.interactive_session`)."""
-    from neurotut.viz import interactive_session
+    block for the static book otherwise (``interactive`` None: :func:`neurotut.display.interactive_session`)."""
+    from neurotut.display import interactive_session
 
     if interactive_session() if interactive is None else interactive:
         return fig

@@ -3,7 +3,8 @@
 One section of a validation block of the tutorial volume (sections the affinity network never
 saw), four panels: the EM; the affinities the pretrained RSUNet predicts for it (the x, y, z
 nearest-neighbour affinities as red, green, blue); the segmentation waterz agglomerates from them
-(threshold chosen on training sections, :func:`neurotut.experiments.score_at_tuned_threshold`);
+(scoring function and threshold chosen on the rows beside the window,
+:func:`neurotut.experiments.tune_and_score`);
 one object a flood-filling network (the ffn_windows workshop's 7M network) grows from a seed.
 """
 
@@ -26,7 +27,7 @@ class PipelineResult:
     seed: tuple[int, int, int]  # z, y, x in the block
     first_section: int  # the block's first section in the volume
     box: tuple[slice, slice, slice]  # the block in the volume
-    threshold: float  # agglomeration threshold, chosen on training sections
+    threshold: float  # agglomeration threshold, chosen on the rows beside the window
     arand: float  # of the segmentation against the block's ground truth
     networks: str  # which networks made the panels
     voxel_size: tuple[float, float, float]
@@ -69,12 +70,14 @@ def compute(profile=None, size: int = 160, device: str = "cpu") -> PipelineResul
     n_z, n_y, n_x = vol.raw.shape
     y0, x0 = (n_y - size) // 2, (n_x - size) // 2
     box = (slice(n_z - depth, n_z), slice(y0, y0 + size), slice(x0, x0 + size))
-    tune_box = (slice(n_z - 2 * depth, n_z - depth),) + box[1:]  # training sections below it
+    # the tuning block: the same sections, the next size x size rows (they share no voxel with it)
+    tune_box = (box[0], slice(y0 + size, y0 + 2 * size), box[2])
     unet, cfg, what = pretrained.affinity_network(profile, device)
     affs = inference.predict_volume(unet, vol.raw[box], profile.unet_predict_window, progress=False)
     tune = inference.predict_volume(unet, vol.raw[tune_box], profile.unet_predict_window, progress=False)
-    aff = experiments.score_at_tuned_threshold((tune, vol.labels[tune_box]), (affs, vol.labels[box]),
-                                               profile.agglomeration_thresholds, cfg.offsets, vol.voxel_size)
+    aff = experiments.tune_and_score((tune, vol.labels[tune_box]), (affs, vol.labels[box]),
+                                     profile.agglomeration_thresholds, cfg.offsets, vol.voxel_size,
+                                     profile.agglomeration_scorings)
 
     # the FFN's canvas adds half a FOV of sections below the block as context, as chapter 9 does
     request = originals.workshop_request()

@@ -11,6 +11,8 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.axes import Axes
 
+from neurotut.display import STATIC_ENV, colorize, interactive_session, label_colors
+
 
 
 #: the widest figure (inches at the book's 100 dpi) that the book's column shows at a readable scale
@@ -22,34 +24,6 @@ def _row_figsize(size: float, n_panels: int) -> tuple[float, float]:
     that the row is at most :data:`MAX_FIGURE_WIDTH` wide."""
     size = min(float(size), MAX_FIGURE_WIDTH / max(1, n_panels))
     return size * n_panels, size
-
-def label_colors(n_max: int, seed: int = 0) -> np.ndarray:
-    """(n_max + 1, 3) float32 RGB colours for ids 0..n_max; id 0 is black.
-
-    The same id gets the same colour in every panel and figure (for a given seed).
-    """
-    rng = np.random.default_rng(seed)
-    hsv = np.stack(
-        [rng.random(n_max + 1), rng.uniform(0.55, 1.0, n_max + 1), rng.uniform(0.7, 1.0, n_max + 1)],
-        axis=1,
-    )
-    from matplotlib.colors import hsv_to_rgb
-
-    rgb = hsv_to_rgb(hsv).astype(np.float32)
-    rgb[0] = 0.0
-    return rgb
-
-
-def colorize(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Integer labels (...,) to RGB (..., 3) float32 with :func:`label_colors` (0 black)."""
-    labels = np.asarray(labels)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise TypeError(f"labels must be integers, got {labels.dtype}")
-    # hash ids into a fixed palette so colours do not depend on the largest id present
-    palette = label_colors(4095, seed)
-    index = np.where(labels == 0, 0, 1 + (labels.astype(np.int64) * 2654435761 % 4095))
-    return palette[index]
-
 
 def overlay(raw: np.ndarray, labels: np.ndarray, alpha: float = 0.45, seed: int = 0) -> np.ndarray:
     """Blend a greyscale image (Y, X) with coloured labels (Y, X) into RGB (Y, X, 3) float32.
@@ -133,28 +107,6 @@ def slice_animation(
 
 # ------------------------------------------------------------------------------------------------
 # slice viewer: ipywidgets with a live kernel, a JavaScript player in the static book
-
-STATIC_ENV = "NEUROTUT_STATIC"
-
-
-def interactive_session() -> bool:
-    """True when a live Jupyter kernel with ipywidgets can drive a viewer.
-
-    False when building the static book (``$NEUROTUT_STATIC=1``, set by ``scripts/book.sh``),
-    outside IPython, or without ipywidgets.
-    """
-    import os
-
-    if os.environ.get(STATIC_ENV) == "1":
-        return False
-    try:
-        from IPython import get_ipython
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
 
 def _panel_image(volume: np.ndarray, labels: np.ndarray | None, z: int, alpha: float) -> np.ndarray:
     return volume[z] if labels is None else overlay(volume[z], labels[z], alpha)
