@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib import animation
 from matplotlib.axes import Axes
 
-from neurotut.display import STATIC_ENV, colorize, interactive_session, label_colors
+from neurotut.display import colorize, interactive_session
 
 
 
