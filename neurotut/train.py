@@ -247,11 +247,24 @@ def _build_data(config: TrainConfig, train_raw, train_labels, val_raw, val_label
     return _Data(sampler, val_samples, val_raw, val_labels, calib)
 
 
+def _load_init_weights(model: RSUNet, config: TrainConfig) -> None:
+    """Start ``model`` from the training weights of ``config.init_weights`` (fine-tuning)."""
+    ckpt = load_checkpoint(config.init_weights)
+    if ckpt["config"].model != config.model:
+        raise ValueError(
+            f"{config.init_weights} holds a different network ({ckpt['config'].model}) than the "
+            f"run's ({config.model}); fine-tune with the same widths, depth and outputs"
+        )
+    model.load_state_dict(ckpt["model"])
+
+
 def _build_run(config: TrainConfig, device: torch.device) -> _Run:
     """A new run: the seeded model, Adam, the CUDA gradient scaler and the sampling generator."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = RSUNet(config.model)
+    if config.init_weights is not None:
+        _load_init_weights(model, config)
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
@@ -511,6 +524,7 @@ def _train_command(args: argparse.Namespace) -> int:
         "lr_decay_factor": args.lr_decay_factor, "lr_decay_steps": args.lr_decay_steps,
         "val_every": args.val_every, "checkpoint_every": args.checkpoint_every,
         "val_crop": tuple(args.val_crop) if args.val_crop else None,
+        "init_weights": args.init_weights,
     }.items() if v is not None}
     if args.no_augment:
         over["augment"] = AugmentConfig.none()
@@ -574,6 +588,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="no flips, defects or greyscale changes")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    p.add_argument("--init-weights", metavar="FILE",
+                   help="fine-tune: start from the weights of this checkpoint or exported weights "
+                   "file (same network), with a fresh optimizer and step 0")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (its last.pt)")
     p.add_argument("--overwrite", action="store_true", help="start again over a run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

@@ -44,6 +44,9 @@ class TrainConfig:
             evaluation statistics, ``TrainResult.eval_model``); 0 uses the running averages.
             Running averages lag behind weights that change fast (large learning rates, short
             runs), which makes eval-mode predictions much worse than the network is.
+        init_weights: a checkpoint or exported weights file (:func:`neurotut.checkpoints.export_weights`)
+            whose weights the network starts from instead of a seeded initialisation: fine-tuning.
+            Its network configuration must equal ``model``; the optimizer starts afresh.
     """
 
     model: RSUNetConfig = field(default_factory=RSUNetConfig)
@@ -68,6 +71,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     bn_calibration: int = 8
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -75,6 +79,8 @@ class TrainConfig:
         set_("offsets", check_offsets(self.offsets))
         set_("betas", tuple(float(b) for b in self.betas))
         set_("val_thresholds", tuple(float(t) for t in self.val_thresholds))
+        if self.init_weights is not None:
+            set_("init_weights", str(self.init_weights))
         if self.val_crop is not None:
             set_("val_crop", tuple(int(v) for v in self.val_crop))
         if len(self.patch) != 3 or min(self.patch) < 1:

@@ -294,6 +294,11 @@ def test_train_and_predict_command_lines(tmp_path, synthetic):
     assert cli.main(["train", *data, "--resume", "--steps", "3"]) == 0  # the run's own config
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["step"] == 3 and ckpt["config"].model.widths == (4, 6, 8)
+    tuned = tmp_path / "tuned"
+    t_args = [a if a != str(out) else str(tuned) for a in args] + ["--init-weights", str(out / "last.pt")]
+    assert cli.main(t_args) == 0
+    assert load_checkpoint(tuned / "last.pt")["config"].init_weights == str(out / "last.pt")
+    assert cli.main([*t_args[:-1], str(tmp_path / "missing.pt"), "--overwrite"]) == 2
     pred = tmp_path / "affs.h5"
     p_args = ["predict", "--checkpoint", str(out / "last.pt"), "--raw", f"{h5}:raw",
               "--output", f"{pred}:affs", "--quiet", "--device", "cpu"]
@@ -367,3 +372,26 @@ def test_exported_weights_load_like_the_checkpoint_and_refuse_resume(synthetic, 
     assert load_checkpoint(out)["history"] == load_checkpoint(tmp_path / "run" / "last.pt")["history"]
     with pytest.raises(ValueError, match="exported weights only"):
         train(replace(cfg, steps=4), tr_raw, tr_lab, out_dir=tmp_path / "run2", resume=out, progress=False)
+
+
+def test_fine_tuning_starts_from_the_given_weights_and_checks_the_network(synthetic, tmp_path):
+    from neurotut.checkpoints import export_weights
+
+    tr_raw, tr_lab, va_raw, va_lab = synthetic
+    cfg = replace(tiny_config(), steps=3)
+    train(cfg, tr_raw, tr_lab, out_dir=tmp_path / "run", progress=False)
+    weights = export_weights(tmp_path / "run" / "last.pt", tmp_path / "weights.pt")
+    start = load_checkpoint(weights)["model"]
+    tuned_cfg = replace(cfg, steps=0, seed=5, lr=1e-3, init_weights=str(weights))
+    at_zero = train(tuned_cfg, tr_raw, tr_lab, progress=False).model.state_dict()
+    fresh = train(replace(tuned_cfg, init_weights=None), tr_raw, tr_lab, progress=False).model.state_dict()
+    for name, value in start.items():
+        assert torch.equal(at_zero[name], value), name
+    assert any(not torch.equal(fresh[k], v) for k, v in start.items() if v.is_floating_point())
+    # training from there continues from those weights and records where it started
+    tuned = train(replace(tuned_cfg, steps=2), tr_raw, tr_lab, out_dir=tmp_path / "tuned",
+                  progress=False)
+    assert tuned.step == 2
+    assert load_checkpoint(tmp_path / "tuned" / "last.pt")["config"].init_weights == str(weights)
+    with pytest.raises(ValueError, match="different network"):
+        train(replace(tuned_cfg, model=RSUNetConfig(widths=(4, 8, 8))), tr_raw, tr_lab, progress=False)
