@@ -23,6 +23,7 @@ from neurotut.cli import main
 from neurotut.data import make_synthetic, write_png_stack
 
 SHAPE = (10, 48, 48)
+WINDOW = ("8", "48", "48")  # two windows along z: blending is exercised, the run stays short
 EVALUATE_KEYS = {
     "arand", "rand_precision", "rand_recall", "voi_split", "voi_merge", "voi",
     "boundary_accuracy", "boundary_baseline_accuracy", "boundary_fraction", "boundary_precision",
@@ -52,7 +53,7 @@ def route(tmp_path_factory):
          "--val-every", "0", "--checkpoint-every", "0", "--no-augment", "--device", "cpu",
          "--quiet"])
     _ok(["predict", "--checkpoint", str(root / "run" / "last.pt"), "--raw", f"{vol}:raw",
-         "--output", f"{root / 'affs.h5'}:affinities", "--device", "cpu", "--quiet"])
+         "--output", f"{root / 'affs.h5'}:affinities", "--device", "cpu", "--window", *WINDOW, "--quiet"])
     _ok(["segment", f"{root / 'affs.h5'}:affinities", f"{root / 'seg.h5'}:segmentation",
          "--thresholds", "0.3", "0.5", "--fill", "--voxel-size", "30", "6", "6", "--quiet"])
     _ok(["segment", f"{root / 'affs.h5'}:affinities", f"{root / 'seg.h5'}:single",
@@ -89,9 +90,11 @@ def test_predict_with_tta_is_the_library_mean(route):
     root, raw, _ = route
     out = root / "affs_tta.h5"
     _ok(["predict", "--checkpoint", str(root / "run" / "last.pt"), "--raw", f"{root / 'vol.h5'}:raw",
-         "--output", f"{out}:affinities", "--device", "cpu", "--tta", "4", "--quiet"])
+         "--output", f"{out}:affinities", "--device", "cpu", "--tta", "4", "--window", *WINDOW,
+         "--quiet"])
     model, cfg = load_model(root / "run" / "last.pt", device="cpu")
-    want = predict_volume(model, raw, cfg.patch, tta=4, offsets=cfg.offsets, progress=False)
+    window = tuple(int(w) for w in WINDOW)
+    want = predict_volume(model, raw, window, tta=4, offsets=cfg.offsets, progress=False)
     with h5py.File(out, "r") as f:
         np.testing.assert_allclose(f["affinities"][...], want, rtol=1e-5, atol=1e-6)
         assert f["affinities"].attrs["tta"] == 4
