@@ -110,10 +110,11 @@ def run(pipeline, *, workers: int = 1, progress: bool = True, log_dir: str | os.
         daisy_logging.set_log_basedir(str(log_dir))
     states = daisy.run_blockwise(pipeline, multiprocessing=workers > 0, progress=progress,
                                  return_states=True, summary=progress)
-    failed = {tid: s for tid, s in states.items() if s.failed_count or s.orphaned_count or s.abandoned}
+    failed = {tid: s for tid, s in states.items() if s.failed_count or s.orphaned_count or s.abandoned
+              or s.completed_count + s.skipped_count < s.total_block_count}
     if failed:
         tid, state = next(iter(failed.items()))
-        n = state.failed_count + state.orphaned_count
+        n = state.total_block_count - state.completed_count - state.skipped_count
         where = f"; worker logs in {log_dir}" if log_dir else ""
         raise BlocksFailedError(
             f"{n} of {state.total_block_count} blocks of step {tid!r} failed: {_first_error(state)}; "

@@ -1,0 +1,148 @@
+"""Blockwise relabelling of the fragments into a segmentation, and the whole blockwise route.
+
+:func:`relabel` maps fragment ids through a lookup table (0 stays 0). :func:`segment_blockwise`
+runs fragments + graph (:mod:`neurotut.blockwise.fragments`), the global agglomeration
+(:mod:`neurotut.blockwise.agglomerate`, tables stored as ``luts/<dataset>`` in the output
+container) and one relabel step per threshold, each resumable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def relabel(fragments: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``(z, y, x)`` uint64 segment ids of ``fragments`` through ``lut`` ``(2, N)`` (sorted
+    fragment ids, segment ids); 0 stays 0, ValueError for a fragment missing from the table."""
+    frags = np.asarray(fragments, dtype=np.uint64)
+    keys, values = lut[0], lut[1]
+    pos = np.searchsorted(keys, frags).clip(0, max(len(keys) - 1, 0))
+    nonzero = frags != 0
+    if len(keys) == 0:
+        if nonzero.any():
+            raise ValueError("the lookup table is empty but the block has fragments")
+        return np.zeros(frags.shape, np.uint64)
+    found = keys[pos] == frags
+    if (nonzero & ~found).any():
+        raise ValueError(f"fragment {int(frags[nonzero & ~found][0])} is not in the lookup table "
+                         "(fragments and graph come from different runs?)")
+    return np.where(nonzero, values[pos], np.uint64(0)).astype(np.uint64)
+
+
+@dataclass
+class RelabelBlocks:
+    """The block function of the relabel step (picklable): ``fragments``, ``output`` and
+    ``lut`` are ``(container, dataset)``."""
+
+    fragments: tuple[str, str]
+    output: tuple[str, str]
+    lut: tuple[str, str]
+
+    def __call__(self, block) -> None:
+        from neurotut.blockwise.schedule import roi_slices
+        from neurotut.volumes import open_volume, read_region, write_region
+
+        region = roi_slices(block.write_roi)
+        frags = read_region(open_volume(*self.fragments), region, where=":".join(self.fragments))
+        lut = read_lut(*self.lut)
+        write_region(open_volume(*self.output, mode="r+"), region, relabel(frags, lut),
+                     where=":".join(self.output))
+
+
+def write_lut(container: str | os.PathLike, name: str, lut: np.ndarray, threshold: float) -> None:
+    """Store a ``(2, N)`` uint64 lookup table as ``container:luts/<name>``."""
+    import zarr
+
+    group = zarr.open_group(os.fspath(container), mode="a")
+    arr = group.create_array(f"luts/{name}", shape=lut.shape, dtype="uint64",
+                             chunks=(2, max(1, min(lut.shape[1], 1 << 20))), overwrite=True)
+    arr[...] = lut
+    arr.attrs["threshold"] = float(threshold)
+
+
+def read_lut(container: str | os.PathLike, name: str) -> np.ndarray:
+    """The lookup table :func:`write_lut` stored (``name`` as passed there)."""
+    import zarr
+
+    return np.asarray(zarr.open_array(os.fspath(container), path=f"luts/{name}", mode="r")[...])
+
+
+def _names(base: str, thresholds: Sequence[float]) -> dict[float, str]:
+    from neurotut.agglomerate import threshold_dataset_name
+
+    return {t: base if len(thresholds) == 1 else threshold_dataset_name(base, t) for t in thresholds}
+
+
+def segment_blockwise(
+    affinities: str,
+    output: str,
+    thresholds: Sequence[float],
+    block_shape: Sequence[int],
+    *,
+    db: str | None = None,
+    workers: int = 1,
+    aff_low: float = 0.0001,
+    aff_high: float = 0.9999,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[float, str]:
+    """Affinities (``in.zarr:affinities``, with an ``offsets`` attribute) -> fragments
+    (``<output container>:fragments``), the graph (``db``, default ``<output container>/graph.db``
+    SQLite) and one segmentation per threshold (``output``'s dataset, ``NAME_<t>`` for several).
+    Returns ``{threshold: dataset}``."""
+    from neurotut.affinity import nearest_neighbour_channels
+    from neurotut.agglomerate import read_offsets
+    from neurotut.blockwise import schedule
+    from neurotut.blockwise.agglomerate import agglomerate_db
+    from neurotut.blockwise.fragments import FragmentBlocks
+    from neurotut.blockwise.graph import open_graph_db
+    from neurotut.io import OutputExistsError
+    from neurotut.volumes import offset, open_volume, parse_zarr_spec, voxel_size
+
+    a_cont, a_name = parse_zarr_spec(affinities, default_dataset="affinities")
+    o_cont, o_name = parse_zarr_spec(output, default_dataset="segmentation")
+    affs = open_volume(a_cont, a_name)
+    offsets = read_offsets(affs.attrs, affs.shape, f"{a_cont}:{a_name}")
+    channels = tuple(nearest_neighbour_channels(offsets))
+    shape = tuple(affs.shape[1:])
+    block_shape = schedule.check_block_shape(block_shape, shape)
+    thresholds = sorted({float(t) for t in thresholds})
+    db = db or os.path.join(os.fspath(o_cont), "graph.db")
+    params = {"step": "fragments", "affinities": f"{a_cont}:{a_name}", "block_shape": block_shape,
+              "aff_low": aff_low, "aff_high": aff_high, "db": str(db)}
+    names = _names(o_name, thresholds)
+    for name in ([] if resume or overwrite else names.values()):
+        if (o_cont / name).exists():
+            raise OutputExistsError(f"{o_cont}:{name} already exists; pass --resume or --overwrite")
+    existed = (o_cont / "fragments").exists()
+    frag_arr = schedule.prepare_output(
+        o_cont, "fragments", shape=shape, dtype="uint64", chunks=block_shape, voxel_size=voxel_size(affs),
+        offset=offset(affs), params=params, resume=resume, overwrite=overwrite, steps=["fragments", "edges"])
+    if not (resume and existed):
+        open_graph_db(db, mode="w").close()
+    grid = schedule.grid_shape(shape, block_shape)
+    common = dict(affinities=(str(a_cont), a_name), fragments=(str(o_cont), "fragments"), db=str(db),
+                  channels=channels, block_shape=block_shape, grid=grid, aff_low=aff_low, aff_high=aff_high)
+    tasks = [schedule.make_task(f"{step}", shape, block_shape, FragmentBlocks(step, **common),
+                                context_neg=(1, 1, 1) if step == "edges" else (0, 0, 0), workers=workers,
+                                tracking=schedule.tracking_dir(o_cont, "fragments", step))
+             for step in ("fragments", "edges")]
+    for task in tasks:  # one after the other: daisy 2.0.0 runs only part of a two-task pipeline
+        schedule.run(task, workers=workers, progress=progress, log_dir=schedule.log_dir(o_cont))
+    for t, lut in agglomerate_db(str(db), thresholds).items():
+        write_lut(o_cont, names[t], lut, t)
+        seg = schedule.prepare_output(
+            o_cont, names[t], shape=shape, dtype="uint64", chunks=block_shape, voxel_size=voxel_size(affs),
+            offset=offset(affs), params={**params, "step": "relabel", "threshold": t},
+            resume=resume, overwrite=overwrite, steps=["relabel"])
+        fn = RelabelBlocks((str(o_cont), "fragments"), (str(o_cont), names[t]), (str(o_cont), names[t]))
+        task = schedule.make_task(f"relabel-{names[t]}", shape, block_shape, fn, workers=workers,
+                                  tracking=schedule.tracking_dir(o_cont, names[t], "relabel"))
+        schedule.run(task, workers=workers, progress=progress, log_dir=schedule.log_dir(o_cont))
+        seg.attrs.update({"threshold": t, "fragments": f"{o_cont}:fragments", "graph": str(db)})
+    return names
