@@ -153,6 +153,10 @@ def predict_volume(
 
 
 def _predict_command(args: argparse.Namespace) -> int:
+    if args.blockwise:
+        from neurotut.blockwise.cli import predict_command
+
+        return predict_command(args)
     from neurotut import config as nt_config
     from neurotut.io import check_can_write, parse_volume_spec, read_volume, write_h5
     from neurotut.checkpoints import load_model
@@ -222,4 +226,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from neurotut.blockwise.cli import add_predict_arguments
+
+    add_predict_arguments(p)
     p.set_defaults(func=_predict_command)

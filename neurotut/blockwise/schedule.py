@@ -108,8 +108,15 @@ def run(pipeline, *, workers: int = 1, progress: bool = True, log_dir: str | os.
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         daisy_logging.set_log_basedir(str(log_dir))
-    states = daisy.run_blockwise(pipeline, multiprocessing=workers > 0, progress=progress,
-                                 return_states=True, summary=progress)
+    try:
+        states = daisy.run_blockwise(pipeline, multiprocessing=workers > 0, progress=progress,
+                                     return_states=True, summary=progress)
+    except Exception as exc:  # in this process (workers=0) daisy re-raises a block's error
+        if workers > 0:
+            raise
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise BlocksFailedError(f"a block failed: {type(exc).__name__}: {text}; the finished blocks "
+                                "are recorded, rerun with --resume to do the rest") from exc
     failed = {tid: s for tid, s in states.items() if s.failed_count or s.orphaned_count or s.abandoned
               or s.completed_count + s.skipped_count < s.total_block_count}
     if failed:
