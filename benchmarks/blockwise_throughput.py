@@ -50,7 +50,7 @@ def run_once(model, raw: np.ndarray, window, block, workers: int, folder: Path) 
                          "cpu", False, 1, record=str(record))
     task = schedule.make_task(f"bench-{raw.shape[1]}-{workers}", shape, block, fn, workers=workers)
     start = time.perf_counter()
-    schedule.run(task, workers=workers, progress=False)
+    schedule.run(task, workers=workers, progress=False, log_dir=folder / "logs")
     seconds = time.perf_counter() - start
     peak = max(int(v) for v in record.read_text().split()) // 1024
     return raw.size / seconds, peak

@@ -126,12 +126,12 @@ def test_interrupted_run_resumes_redoing_only_the_unfinished_block(tiny, tmp_pat
     n_blocks = int(np.prod(schedule.grid_shape(raw.shape, (5, 16, 24))))
     task = _dying_task(model, spec, out, workers=0, retries=0)
     with pytest.raises(schedule.BlocksFailedError, match="dies mid-block.*--resume"):
-        schedule.run(task, workers=0, progress=False)
+        schedule.run(task, workers=0, progress=False, log_dir=tmp_path / "logs")
     first = _started(out)
     assert first[-1] == "(5, 16, 24)" and len(first) < n_blocks
     (out / "started.log").unlink()
     task = _dying_task(model, spec, out, workers=0, retries=0)
-    schedule.run(task, workers=0, progress=False)
+    schedule.run(task, workers=0, progress=False, log_dir=tmp_path / "logs")
     second = _started(out)
     # the rerun does the block that died (not marked done though half-written) and the ones never
     # started, and none of the finished ones
@@ -146,7 +146,7 @@ def test_killed_worker_block_is_redone_by_daisy_with_two_workers(tiny, tmp_path)
     ref = predict_volume(model, raw, WINDOW, batch_size=2, progress=False)
     out = tmp_path / "out.zarr"
     task = _dying_task(model, spec, out, workers=2, retries=2)
-    states = schedule.run(task, workers=2, progress=False)
+    states = schedule.run(task, workers=2, progress=False, log_dir=tmp_path / "logs")
     state = next(iter(states.values()))
     assert state.completed_count == state.total_block_count == 18
     started = _started(out)
