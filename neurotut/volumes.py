@@ -121,6 +121,7 @@ def open_volume(container: str | os.PathLike, dataset: str, mode: str = "r"):
         arr = zarr.open_array(str(container), path=dataset, mode=mode, config=ZARR_CONFIG)
     except (FileNotFoundError, KeyError, zarr.errors.NodeTypeValidationError) as exc:
         raise FileNotFoundError(f"{container} has no array {dataset!r} ({type(exc).__name__})") from None
+    arr = arr.with_config(ZARR_CONFIG)  # open_array does not apply ``config`` to an existing array
     if "voxel_size" not in arr.attrs:
         raise ValueError(f"{container}:{dataset} has no 'voxel_size' attribute; write one, e.g. "
                          "arr.attrs['voxel_size'] = [30, 6, 6]")

@@ -21,7 +21,7 @@ from neurotut.blockwise.agglomerate import lookup_tables
 from neurotut.blockwise.fragments import block_edges
 from neurotut.blockwise.graph import open_graph_db, read_graph, write_edges, write_fragments
 from neurotut.blockwise.predict import PredictBlocks, predict_block, predict_blockwise
-from neurotut.blockwise.relabel import relabel, segment_blockwise
+from neurotut.blockwise.relabel import read_block_lut, relabel, segment_blockwise
 from neurotut.data import make_synthetic
 from neurotut.inference import predict_volume
 from neurotut.io import OutputExistsError
@@ -171,33 +171,55 @@ def _affs_zarr(path, affs, block=(8, 32, 32), voxel=(30, 6, 6)):
     return f"{path}:affinities"
 
 
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two labelings are the same partition (ids aside)."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()], 1), axis=0)
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
 def test_blockwise_segmentation_against_waterz_in_memory(noisy_affinities, tmp_path):
     affs, labels = noisy_affinities
     block = (8, 32, 32)
     spec = _affs_zarr(tmp_path / "a.zarr", affs, block)
     out = tmp_path / "seg.zarr"
-    names = segment_blockwise(spec, f"{out}:seg", [0.3, 0.5], block, workers=0, progress=False)
+    names = segment_blockwise(spec, f"{out}:seg", [0.0, 0.3, 0.5], block, workers=0, progress=False)
     frags = open_volume(out, "fragments")[...]
-    # ids unique across blocks: block b holds only ids in (b V, (b + 1) V]
+    # ids unique across blocks: block b holds only ids in (b V, (b + 1) V], and its relabel
+    # worker reads exactly those entries of the lookup table
     volume = int(np.prod(block))
     for b, sl in enumerate(schedule.all_blocks(frags.shape, block)):
         ids = np.unique(frags[sl])
         ids = ids[ids != 0]
         assert ids.size and ids.min() > b * volume and ids.max() <= (b + 1) * volume
+        assert np.array_equal(read_block_lut(out, names[0.3], b)[0], ids)
     # the stored graph is exactly the adjacency of the whole fragment volume
-    ids, pairs, sums, counts = read_graph(open_graph_db(out / "graph.db", "r"))
-    p_all, s_all, c_all = block_edges(frags, affs, (0, 0, 0))
+    ids, pairs, sums, counts, joins = read_graph(open_graph_db(out / "graph.db", "r"))
+    p_all, s_all, c_all, _ = block_edges(frags, affs, (0, 0, 0))
     assert np.array_equal(ids, np.unique(frags[frags != 0]))
     assert np.array_equal(pairs, p_all) and np.array_equal(counts, c_all)
     np.testing.assert_allclose(sums, s_all, rtol=1e-12)
+    # threshold 0 merges only the joined pieces: exactly the in-memory watershed fragments
+    assert (joins > 0).any()
+    assert _same_partition(open_volume(out, names[0.0])[...], A.watershed(affs, WATERZ_OFFSETS))
     in_memory = A.agglomerate(affs, [0.3, 0.5], WATERZ_OFFSETS)
-    same_fragments = A.agglomerate(affs, [0.3, 0.5], WATERZ_OFFSETS, fragments=frags)
-    for t, mem, same in zip((0.3, 0.5), in_memory, same_fragments):
+    for t, mem in zip((0.3, 0.5), in_memory):
         seg = open_volume(out, names[t])[...]
-        assert metrics.adapted_rand_error(same, seg).error < 1e-3  # the same rule as waterz
-        assert metrics.adapted_rand_error(mem, seg).error < 0.05  # seams of 32^2 blocks
+        assert metrics.adapted_rand_error(mem, seg).error < 1e-3  # seams closed by the context
         gt_mem, gt_blk = (metrics.adapted_rand_error(labels, s).error for s in (mem, seg))
-        assert abs(gt_mem - gt_blk) < 0.01
+        assert abs(gt_mem - gt_blk) < 1e-3
+
+
+def test_without_context_the_block_faces_cut_fragments(noisy_affinities, tmp_path):
+    affs, _ = noisy_affinities
+    spec = _affs_zarr(tmp_path / "a.zarr", affs)
+    names = segment_blockwise(spec, f"{tmp_path / 's.zarr'}:seg", [0.3], (8, 32, 32), workers=0,
+                              progress=False, context=(0, 0, 0))
+    seg = open_volume(tmp_path / "s.zarr", names[0.3])[...]
+    mem = A.agglomerate(affs, 0.3, WATERZ_OFFSETS)
+    assert metrics.adapted_rand_error(mem, seg).error > 0.01  # what the context is for
+    with pytest.raises(ValueError, match="--context"):
+        segment_blockwise(spec, f"{tmp_path / 't.zarr'}:seg", [0.3], (8, 32, 32), workers=0,
+                          progress=False, context=(0, -1, 0))
 
 
 def test_graph_store_round_trip_and_idempotent_writes(tmp_path):
@@ -206,8 +228,8 @@ def test_graph_store_round_trip_and_idempotent_writes(tmp_path):
     write_edges(db, np.array([[3, 9], [9, 12]], np.uint64), np.array([0.25, 1.5]), np.array([1, 2]))
     write_edges(db, np.array([[3, 9]], np.uint64), np.array([0.25]), np.array([1]))  # a redone block
     db.close()
-    ids, pairs, sums, counts = read_graph(open_graph_db(tmp_path / "g.db", "r"))
-    assert ids.tolist() == [3, 9, 12] and pairs.tolist() == [[3, 9], [9, 12]]
+    ids, pairs, sums, counts, joins = read_graph(open_graph_db(tmp_path / "g.db", "r"))
+    assert ids.tolist() == [3, 9, 12] and pairs.tolist() == [[3, 9], [9, 12]] and joins.tolist() == [0, 0]
     assert sums.tolist() == [0.25, 1.5] and counts.tolist() == [1, 2]
     with pytest.raises(FileNotFoundError, match="no graph database"):
         open_graph_db(tmp_path / "missing.db", "r")
@@ -227,6 +249,11 @@ def test_agglomeration_merges_by_mean_affinity_of_the_combined_boundary():
     assert relabel(np.array([[[0, 3, 2]]], np.uint64), luts[0.35]).tolist() == [[[0, 2, 1]]]
     with pytest.raises(ValueError, match="not in the lookup table"):
         relabel(np.array([[[7]]], np.uint64), luts[0.35])
+    # a joined edge (two pieces of one basin) merges first, whatever its score, and its
+    # boundary to 3 is then the combined one
+    joined = lookup_tables(ids, pairs, np.array([0.0, 0.6, 0.6]), np.array([1, 1, 3]), [0.0, 0.75],
+                           joins=np.array([1, 0, 0]))
+    assert joined[0.0][1].tolist() == [1, 1, 2] and joined[0.75][1].tolist() == [1, 1, 1]
 
 
 def test_missing_chunk_fails_the_block_with_a_clear_error(noisy_affinities, tmp_path):

@@ -55,7 +55,8 @@ def _segment_command(args: argparse.Namespace) -> int:
         raise ValueError(f"thresholds must lie in [0, 1], got {args.thresholds}")
     names = segment_blockwise(
         args.affinities, args.output, args.thresholds, args.block_size, db=args.db,
-        workers=args.num_workers, aff_low=args.aff_low, aff_high=args.aff_high, resume=args.resume,
+        workers=args.num_workers, aff_low=args.aff_low, aff_high=args.aff_high, context=args.context,
+        resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet)
     if not args.quiet:
         for t, name in names.items():
@@ -84,6 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--db", default=None, help="graph store: an SQLite file or a postgresql:// URL")
     p.add_argument("--aff-low", type=float, default=0.0001, help="watershed low threshold")
     p.add_argument("--aff-high", type=float, default=0.9999, help="watershed high threshold")
+    p.add_argument("--context", type=int, nargs=3, default=[8, 32, 32], metavar=("Z", "Y", "X"),
+                   help="voxels each block's watershed sees beyond the block on every side, so that "
+                   "basins cut by block faces are rejoined as in memory (default 8 32 32)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="start afresh, replacing the outputs")
     p.add_argument("--quiet", action="store_true", help="no progress or summary")
