@@ -129,6 +129,7 @@ def test_interrupted_run_resumes_redoing_only_the_unfinished_block(tiny, tmp_pat
         schedule.run(task, workers=0, progress=False, log_dir=tmp_path / "logs")
     first = _started(out)
     assert first[-1] == "(5, 16, 24)" and len(first) < n_blocks
+    assert schedule.done_blocks(out, "affs", "predict").sum() == len(first) - 1  # not the dead one
     (out / "started.log").unlink()
     task = _dying_task(model, spec, out, workers=0, retries=0)
     schedule.run(task, workers=0, progress=False, log_dir=tmp_path / "logs")

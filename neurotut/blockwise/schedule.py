@@ -136,6 +136,17 @@ def tracking_dir(container: str | os.PathLike, dataset: str, step: str) -> Path:
     return Path(container) / ".daisy" / f"{dataset.replace('/', '_')}-{step}"
 
 
+def done_blocks(container: str | os.PathLike, dataset: str, step: str) -> np.ndarray:
+    """``(gz, gy, gx)`` bool: the blocks of ``step`` writing ``container:dataset`` that daisy
+    recorded as done (all False before the first run)."""
+    import zarr
+
+    path = tracking_dir(container, dataset, step) / "done"
+    if not path.exists():
+        raise FileNotFoundError(f"no done markers for step {step!r} of {container}:{dataset} (never run)")
+    return np.asarray(zarr.open_array(str(path), mode="r")[...]).astype(bool)
+
+
 def log_dir(container: str | os.PathLike) -> Path:
     """The daisy worker logs of a container: ``container/.daisy/logs``."""
     return Path(container) / ".daisy" / "logs"
