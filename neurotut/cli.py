@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "neurotut.train",
     "neurotut.inference",
     "neurotut.agglomerate",
+    "neurotut.blockwise.cli",
     "neurotut.metrics",
     "neurotut.doctor",
     "neurotut.neuroglancer_view",
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_name(args: argparse.Namespace) -> str:
     """``neurotut data fetch``, ``neurotut ffn train``, ``neurotut segment``..."""
-    parts = [getattr(args, key, None) for key in ("command", "data_command", "ffn_command")]
+    parts = [getattr(args, key, None) for key in ("command", "data_command", "ffn_command", "blockwise_command")]
     return " ".join(["neurotut"] + [p for p in parts if p])
 
 

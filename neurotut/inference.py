@@ -20,9 +20,7 @@ bfloat16/float16 autocast on CUDA; the output is ``sigmoid(logits)`` as float32.
 from __future__ import annotations
 
 import argparse
-import itertools
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -31,95 +29,18 @@ from tqdm.auto import tqdm
 
 from neurotut.affinity import SUPERHUMAN_OFFSETS
 from neurotut.tta import predict_with_tta
-
-
-def raw_to_input(raw: np.ndarray) -> np.ndarray:
-    """The network's input scaling: uint8 -> float32 in [0, 1] (``/ 255``); floats are taken to
-    be in [0, 1] already and cast to float32. ``(Z, Y, X)`` in, ``(Z, Y, X)`` out."""
-    raw = np.asarray(raw)
-    if raw.dtype == np.uint8:
-        return raw.astype(np.float32) / np.float32(255.0)
-    if np.issubdtype(raw.dtype, np.floating):
-        return raw.astype(np.float32, copy=False)
-    raise TypeError(
-        f"raw images must be uint8 (0..255) or float in [0, 1], got {raw.dtype}; rescale first"
-    )
-
-
-def bump_weights(shape: Sequence[int], exponent: float = 1.5, floor: float = 1e-4) -> np.ndarray:
-    """The blending weight of one window: ``(Z, Y, X)`` float64, max ``1 + floor`` in the centre,
-    about ``floor`` at the borders; see the module docstring."""
-    shape = tuple(int(n) for n in shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"window shape must be three positive sizes, got {shape}")
-    s = np.zeros(shape, dtype=np.float64)
-    for axis, n in enumerate(shape):
-        t = np.arange(1, n + 1, dtype=np.float64) / (n + 1)
-        term = -((t * (1 - t)) ** -exponent)
-        s = s + term.reshape([n if a == axis else 1 for a in range(3)])
-    return floor + np.exp(s - s.max())
-
-
-def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start positions along one axis so that windows of ``window`` voxels cover ``0..size-1``:
-    ``0, stride, 2*stride, ...`` and finally ``size - window`` (``size >= window``)."""
-    if window < 1 or stride < 1:
-        raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
-    if size < window:
-        raise ValueError(f"the axis ({size}) is smaller than the window ({window})")
-    starts = list(range(0, size - window + 1, stride))
-    if starts[-1] != size - window:
-        starts.append(size - window)
-    return starts
-
-
-def choose_batch_size(window: Sequence[int], device: torch.device, model: nn.Module | None = None) -> int:
-    """Windows per forward pass for this hardware.
-
-    CPU: 2 (batch 1 at small sizes falls back to PyTorch's slower convolution path). CUDA: what
-    fits in half of the free memory, estimating a window's forward activations as
-    ``voxels * 4 bytes * 6 * (sum of the model's widths, or 256)``; between 1 and 32.
-    """
-    if device.type != "cuda":
-        return 2
-    widths = getattr(getattr(model, "config", None), "widths", None)
-    channels = sum(widths) if widths else 256
-    per_window = int(np.prod(window)) * 4 * 6 * channels
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(max(1, min(32, free // 2 // max(per_window, 1))))
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def autocast(device: torch.device, enabled: bool):
-    """Mixed precision on CUDA when ``enabled`` (bfloat16 where supported, else float16); off
-    elsewhere."""
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
-
-
-def _channel_selection(channels: int | Sequence[int] | None, n_out: int) -> list[int] | slice:
-    """Which of ``n_out`` output channels to keep: all (None), the first ``k`` (an int) or a list."""
-    if channels is None:
-        return slice(None)
-    if isinstance(channels, (int, np.integer)):
-        if not 1 <= int(channels) <= n_out:
-            raise ValueError(f"channels={channels} but the model outputs {n_out}")
-        return slice(0, int(channels))
-    keep = [int(c) for c in channels]
-    if not keep or min(keep) < 0 or max(keep) >= n_out:
-        raise ValueError(f"channels {keep} out of range for {n_out} outputs")
-    return keep
+from neurotut.windows import (  # noqa: F401 - re-exported, the public names of this module
+    autocast,
+    bump_weights,
+    channel_selection,
+    choose_batch_size,
+    device_and_batch,
+    eval_mode,
+    forward_batch,
+    raw_to_input,
+    window_grid,
+    window_starts,
+)
 
 
 def _window_predictions(
@@ -136,29 +57,14 @@ def _window_predictions(
     with the model in eval mode and without a graph."""
     # no_grad rather than inference_mode: reversible blocks check their input's version counter,
     # which inference tensors do not have
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         batches = range(0, len(starts), batch_size)
         for b in tqdm(batches, desc="predict", unit="batch", disable=not progress):
             chunk = starts[b : b + batch_size]
             x = np.stack(
                 [vol[z : z + window[0], y : y + window[1], x0 : x0 + window[2]] for z, y, x0 in chunk]
             )
-            xt = torch.from_numpy(x[:, None]).to(device)
-            with autocast(device, amp):
-                logits = model(xt)
-            yield chunk, torch.sigmoid(logits.float()).cpu().numpy()
-
-
-def _device_and_batch(model: nn.Module, window: tuple[int, ...], device: torch.device | str | None,
-                      batch_size: int | None) -> tuple[torch.device, int]:
-    """The device to run on (default: the model's) and the windows per pass (default: by hardware)."""
-    param = next(model.parameters(), None)
-    device = torch.device(device) if device is not None else (param.device if param is not None else torch.device("cpu"))
-    if batch_size is None:
-        batch_size = choose_batch_size(window, device, model)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return device, batch_size
+            yield chunk, forward_batch(model, x, device, amp)
 
 
 def predict_volume(
@@ -205,7 +111,7 @@ def predict_volume(
                                   device=device, amp=amp, progress=progress)
 
         full = predict_with_tta(plain, np.asarray(raw), offsets, tta)
-        return np.ascontiguousarray(full[_channel_selection(channels, full.shape[0])])
+        return np.ascontiguousarray(full[channel_selection(channels, full.shape[0])])
     vol = raw_to_input(raw)
     if vol.ndim != 3:
         raise ValueError(f"raw must be a (Z, Y, X) volume, got shape {vol.shape}")
@@ -214,21 +120,20 @@ def predict_volume(
         raise ValueError(f"window must be (z, y, x) positive sizes, got {window}")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    device, batch_size = _device_and_batch(model, window, device, batch_size)
+    device, batch_size = device_and_batch(model, window, device, batch_size)
 
     shape = vol.shape
     pad = [(0, max(0, w - n)) for w, n in zip(window, shape)]
     if any(p for _, p in pad):
         vol = np.pad(vol, pad, mode="symmetric")
-    strides = [max(1, int(round(w * (1 - overlap)))) for w in window]
-    starts = list(itertools.product(*(window_starts(n, w, s) for n, w, s in zip(vol.shape, window, strides))))
+    starts = window_grid(vol.shape, window, overlap)
     weight = bump_weights(window)
     weight_sum = np.zeros(vol.shape, dtype=np.float64)
     out: np.ndarray | None = None
     keep: list[int] | slice | None = None
     for chunk, pred in _window_predictions(model, vol, starts, window, batch_size, device, amp, progress):
         if out is None:
-            keep = _channel_selection(channels, pred.shape[1])
+            keep = channel_selection(channels, pred.shape[1])
             n_keep = len(range(pred.shape[1])[keep]) if isinstance(keep, slice) else len(keep)
             out = np.zeros((n_keep,) + vol.shape, dtype=np.float64)
         pred = pred[:, keep]
@@ -248,6 +153,10 @@ def predict_volume(
 
 
 def _predict_command(args: argparse.Namespace) -> int:
+    if args.blockwise:
+        from neurotut.blockwise.cli import predict_command
+
+        return predict_command(args)
     from neurotut import config as nt_config
     from neurotut.io import check_can_write, parse_volume_spec, read_volume, write_h5
     from neurotut.checkpoints import load_model
@@ -317,4 +226,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from neurotut.blockwise.cli import add_predict_arguments
+
+    add_predict_arguments(p)
     p.set_defaults(func=_predict_command)

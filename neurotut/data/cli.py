@@ -88,3 +88,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mean-std", help="mean and standard deviation of an HDF5 volume (png_mean_std)")
     p.add_argument("volume", help="file.h5:dataset")
     p.set_defaults(func=_mean_std)
+
+    from neurotut.volumes import h5_to_zarr_command
+
+    p = sub.add_parser(
+        "h5-to-zarr", help="an HDF5 dataset to a chunked zarr volume with voxel size and offset",
+        description="Copy one HDF5 dataset ((Z, Y, X) or (C, Z, Y, X)) into a zarr array, a slab "
+        "of sections at a time, with the attributes voxel_size, offset, axis_names and units "
+        "(funlib.persistence's layout, so daisy-based tools open it). Blockwise prediction and "
+        "segmentation read and write such volumes.",
+    )
+    p.add_argument("source", help="file.h5:dataset")
+    p.add_argument("target", help="out.zarr:dataset (default dataset: the HDF5 dataset's name)")
+    p.add_argument("--voxel-size", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
+                   help="voxel size in nm (default: the dataset's voxel_size or resolution "
+                   "attribute; SNEMI3D is 30 6 6)")
+    p.add_argument("--offset", type=int, nargs=3, metavar=("Z", "Y", "X"), default=[0, 0, 0],
+                   help="world position of voxel (0, 0, 0) in nm (default 0 0 0)")
+    p.add_argument("--chunks", type=int, nargs=3, metavar=("Z", "Y", "X"), default=[16, 128, 128],
+                   help="chunk shape in voxels (default 16 128 128)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing zarr dataset")
+    p.set_defaults(func=h5_to_zarr_command)
