@@ -4,4 +4,5 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 export NEUROTUT_PROFILE=quick MPLBACKEND=Agg
-python -m pytest "$@"
+# one worker per core, each test file on one worker (its module fixtures are built once)
+python -m pytest -n "${NEUROTUT_TEST_WORKERS:-auto}" --dist loadfile "$@"
