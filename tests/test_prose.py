@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted((ROOT / "chapters").glob("*.ipynb")) + sorted((ROOT / "appendix").glob("*.md")) + [ROOT / "index.md"]
+PAGES = (sorted((ROOT / "chapters").glob("*.ipynb")) + sorted((ROOT / "appendix").glob("*.md"))
+         + sorted((ROOT / "appendix").glob("*.ipynb")) + [ROOT / "index.md"])
 
 #: words of the project's own process that mean nothing to a reader of the book
 JARGON = ("seed paper", "seed workflow", "the seed's", "the issue")
